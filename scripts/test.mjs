@@ -1,0 +1,82 @@
+// The whole test suite, as CI and `npm test` run it: build, type check, lint,
+// unit tests, then the integration tests where a real KVM is (the KVM lab on
+// machines without hardware virtualization). Ends with one summary line,
+// "N passed, N failed, N skipped", and a non-zero exit code on any failure.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+
+const RESULTS = 'dist/test-results';
+const stages = [
+  { name: 'build', argv: ['node', 'scripts/build.mjs'] },
+  { name: 'typecheck', argv: ['npx', 'tsc', '-p', 'tsconfig.json', '--noEmit'] },
+  {
+    name: 'typecheck (renderer)',
+    argv: ['npx', 'tsc', '-p', 'renderer/tsconfig.json', '--noEmit'],
+    when: 'renderer/tsconfig.json',
+  },
+  { name: 'lint', argv: ['npx', 'eslint', '--max-warnings=0', '.'] },
+  { name: 'format', argv: ['npx', 'prettier', '--check', '--log-level=warn', '.'] },
+  {
+    name: 'unit tests',
+    argv: [
+      'node',
+      '--test',
+      '--test-reporter=spec',
+      '--test-reporter-destination=stdout',
+      '--test-reporter=tap',
+      `--test-reporter-destination=${RESULTS}/unit.tap`,
+      'dist/test/unit/',
+    ],
+    tap: `${RESULTS}/unit.tap`,
+  },
+  {
+    name: 'integration tests (real KVM)',
+    argv: ['node', 'dist/test/lab/run-integration.js'],
+    tap: `${RESULTS}/integration.tap`,
+  },
+];
+
+function tapCounts(path) {
+  const counts = { pass: 0, fail: 0, skipped: 0 };
+  if (!existsSync(path)) return null;
+  const text = readFileSync(path, 'utf8');
+  for (const key of Object.keys(counts)) {
+    const match = new RegExp(`^# ${key} (\\d+)$`, 'm').exec(text);
+    if (match) counts[key] = Number(match[1]);
+  }
+  return counts;
+}
+
+const total = { pass: 0, fail: 0, skipped: 0 };
+const failedStages = [];
+const started = Date.now();
+for (const stage of stages) {
+  if (stage.when && !existsSync(stage.when)) continue;
+  if (stage.tap) {
+    mkdirSync(RESULTS, { recursive: true });
+    rmSync(stage.tap, { force: true });
+  }
+  console.log(`\n=== ${stage.name} ===`);
+  const t0 = Date.now();
+  const result = spawnSync(stage.argv[0], stage.argv.slice(1), { stdio: 'inherit' });
+  const seconds = ((Date.now() - t0) / 1000).toFixed(1);
+  const ok = result.status === 0;
+  console.log(
+    `=== ${stage.name}: ${ok ? 'ok' : `FAILED (exit ${result.status ?? result.signal})`} in ${seconds} s ===`,
+  );
+  if (stage.tap) {
+    const counts = tapCounts(stage.tap);
+    if (counts) for (const key of Object.keys(total)) total[key] += counts[key];
+    // A stage that failed without reporting a failing test still counts as one failure.
+    if (!ok && (!counts || counts.fail === 0)) total.fail += 1;
+  } else if (!ok) {
+    total.fail += 1;
+  }
+  if (!ok) failedStages.push(stage.name);
+}
+
+console.log(
+  `\ntest: ${((Date.now() - started) / 1000).toFixed(0)} s; failed stages: ${failedStages.join(', ') || 'none'}`,
+);
+console.log(`${total.pass} passed, ${total.fail} failed, ${total.skipped} skipped`);
+process.exitCode = failedStages.length === 0 ? 0 : 1;

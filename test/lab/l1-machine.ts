@@ -1,0 +1,128 @@
+/**
+ * The KVM lab's L1 machine: QEMU with a software CPU that emulates an AMD CPU
+ * with SVM and nested paging, booting Debian's kernel with a busybox
+ * initramfs that loads KVM. The host's root is shared read-only over 9p and
+ * becomes L1's root (chroot), so Node, node_modules and the repo are the same
+ * inside and out; the working directory is shared writable on top of it.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildBusyboxInitramfs, BUSYBOX_STATIC } from '../../guest-images/busybox-initramfs.js';
+import { cachedDir, inputKey } from '../../guest-images/cache.js';
+import { debianKernel, type DebianKernel } from '../../guest-images/debian-kernel.js';
+
+/** L1 needs KVM for AMD, and 9p over virtio-mmio to see the host. */
+export const L1_MODULES = ['kvm-amd', 'virtio_mmio', '9pnet_virtio', '9p'] as const;
+
+/** 9p mount tags, and the paths inside L1. */
+export const SHARE = {
+  hostRoot: 'hostroot',
+  workDir: 'workdir',
+  control: 'labctl',
+} as const;
+
+/** Per-run control files in the control share. */
+export const CONTROL_FILES = {
+  env: 'env.sh',
+  command: 'command.sh',
+  exitCode: 'exit-code',
+} as const;
+
+/** Larger 9p messages make reads of node_modules much faster. */
+const NINEP_OPTIONS = 'trans=virtio,version=9p2000.L,msize=262144';
+
+/**
+ * L1's /init (after the modules load): mount the shares, build the chroot,
+ * run the command, record its exit code, power off. Always powers off, even
+ * when a step fails, so QEMU exits.
+ */
+const L1_INIT = `
+set -u
+# Silence the console before powering off: the kernel's "Power down" is not the command's output.
+finish() { echo "\${1:-125}" > /lab/${CONTROL_FILES.exitCode}; sync; echo 0 > /proc/sys/kernel/printk; poweroff -f; }
+mkdir -p /newroot /lab
+mount -t 9p -o ${NINEP_OPTIONS} ${SHARE.control} /lab || { echo "lab: cannot mount control share"; poweroff -f; }
+mount -t 9p -o ${NINEP_OPTIONS},ro,cache=loose ${SHARE.hostRoot} /newroot || { echo "lab: cannot mount host root"; finish 125; }
+. /lab/${CONTROL_FILES.env}
+mount -t 9p -o ${NINEP_OPTIONS} ${SHARE.workDir} "/newroot$LAB_CWD" || { echo "lab: cannot mount $LAB_CWD"; finish 125; }
+mount -t proc proc /newroot/proc
+mount -t sysfs sysfs /newroot/sys
+mount -t devtmpfs devtmpfs /newroot/dev
+mkdir -p /newroot/dev/pts /newroot/dev/shm
+mount -t devpts devpts /newroot/dev/pts
+mount -t tmpfs tmpfs /newroot/dev/shm
+mount -t tmpfs tmpfs /newroot/tmp
+mount -t tmpfs tmpfs /newroot/run
+cp /lab/${CONTROL_FILES.command} /newroot/tmp/.belljar-lab-command.sh
+[ -e /dev/kvm ] || echo "lab: warning: /dev/kvm did not appear in L1"
+chroot /newroot /bin/sh /tmp/.belljar-lab-command.sh < /dev/null
+finish $?
+`;
+
+export interface L1Image {
+  readonly kernel: DebianKernel;
+  readonly initramfs: string;
+}
+
+/** Builds (once per kernel, busybox and init script) the L1 kernel and initramfs. */
+export async function l1Image(log: (line: string) => void): Promise<L1Image> {
+  const kernel = await debianKernel(log);
+  const busyboxHash = existsSync(BUSYBOX_STATIC)
+    ? createHash('sha256').update(readFileSync(BUSYBOX_STATIC)).digest('hex')
+    : 'missing';
+  const key = inputKey([kernel.packageName, kernel.packageVersion, busyboxHash, L1_MODULES, L1_INIT]);
+  const dir = await cachedDir('lab-l1', key, async (tmp) => {
+    log('building the lab initramfs');
+    const image = buildBusyboxInitramfs({ kernel, modules: L1_MODULES, script: L1_INIT });
+    writeFileSync(join(tmp, 'initramfs.cpio'), image);
+  });
+  return { kernel, initramfs: join(dir, 'initramfs.cpio') };
+}
+
+export interface L1MachineOptions {
+  readonly image: L1Image;
+  readonly workDir: string;
+  readonly controlDir: string;
+  readonly memoryMiB: number;
+  readonly cpus: number;
+}
+
+/** The QEMU command line for L1. */
+export function l1QemuArgs(options: L1MachineOptions): string[] {
+  const { image, workDir, controlDir } = options;
+  const share = (id: string, path: string, tag: string, readonly: boolean) => [
+    '-fsdev',
+    `local,id=${id},path=${path},security_model=none${readonly ? ',readonly=on' : ''}`,
+    '-device',
+    `virtio-9p-device,fsdev=${id},mount_tag=${tag}`,
+  ];
+  return [
+    '-M',
+    'microvm,acpi=on,rtc=on',
+    '-accel',
+    'tcg,thread=multi',
+    '-cpu',
+    'EPYC-Rome,+svm,+npt',
+    '-smp',
+    String(options.cpus),
+    '-m',
+    `${options.memoryMiB}M`,
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-no-reboot',
+    '-serial',
+    'stdio',
+    '-kernel',
+    image.kernel.vmlinuz,
+    '-initrd',
+    image.initramfs,
+    '-append',
+    'console=ttyS0 quiet loglevel=3 panic=-1 8250.nr_uarts=1 mitigations=off',
+    ...share('root', '/', SHARE.hostRoot, true),
+    ...share('work', workDir, SHARE.workDir, false),
+    ...share('ctl', controlDir, SHARE.control, false),
+  ];
+}

@@ -1,0 +1,154 @@
+/**
+ * Runs one command inside the KVM lab's L1 machine and returns its exit code.
+ * Output is streamed as it comes; QEMU is always killed and the control
+ * directory removed, on success, failure, timeout or signal.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CONTROL_FILES, l1Image, l1QemuArgs } from './l1-machine.js';
+
+export const QEMU = 'qemu-system-x86_64';
+/** Exit codes the lab itself uses (the shell's conventions). */
+export const LAB_EXIT = { timeout: 124, labFailure: 125, interrupted: 130 } as const;
+/** Environment variables that cross into the lab (plus every BELLJAR_* one). */
+const PASSED_ENV = ['CI', 'TERM', 'LANG', 'NODE_OPTIONS', 'NO_COLOR', 'FORCE_COLOR'];
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+/** Whole lab runs are bounded; tests pass a tighter limit. */
+export const DEFAULT_LAB_TIMEOUT_MS = 30 * 60_000;
+export const DEFAULT_LAB_MEMORY_MIB = 4096;
+export const DEFAULT_LAB_CPUS = 2;
+
+export interface LabRunOptions {
+  readonly argv: readonly string[];
+  readonly cwd?: string;
+  readonly timeoutMs?: number;
+  readonly memoryMiB?: number;
+  /** Receives the command's output (stdout and stderr share L1's console). */
+  readonly output?: (chunk: string) => void;
+  readonly log?: (line: string) => void;
+  readonly signal?: AbortSignal;
+}
+
+export interface LabRunResult {
+  readonly exitCode: number;
+  /** Seconds from QEMU start until the command started (wall clock). */
+  readonly bootSeconds: number | null;
+  readonly totalSeconds: number;
+}
+
+export function shellQuote(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+function commandScript(argv: readonly string[], cwd: string): string {
+  const env: string[] = [`export PATH=${shellQuote(process.env['PATH'] ?? DEFAULT_PATH)}`, 'export HOME=/tmp/home'];
+  for (const [name, value] of Object.entries(process.env)) {
+    if (value !== undefined && (PASSED_ENV.includes(name) || name.startsWith('BELLJAR_'))) {
+      env.push(`export ${name}=${shellQuote(value)}`);
+    }
+  }
+  env.push('export BELLJAR_IN_LAB=1', 'export NODE_DISABLE_COLORS=1');
+  return [
+    ...env,
+    'mkdir -p "$HOME"',
+    // The host writes a marker when the command starts, so boot time can be measured.
+    `printf '\\n@@belljar-lab-command-start@@\\n'`,
+    `cd ${shellQuote(cwd)} || exit ${LAB_EXIT.labFailure}`,
+    `exec ${argv.map(shellQuote).join(' ')}`,
+    '',
+  ].join('\n');
+}
+
+const START_MARKER = '@@belljar-lab-command-start@@';
+
+export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
+  const log = options.log ?? (() => {});
+  const output = options.output ?? ((chunk: string) => process.stdout.write(chunk));
+  if (options.argv.length === 0) throw new Error('lab: no command given');
+  const cwd = options.cwd ?? process.cwd();
+  const image = await l1Image(log);
+  const controlDir = mkdtempSync(join(tmpdir(), 'belljar-lab-'));
+  const started = performance.now();
+  try {
+    writeFileSync(join(controlDir, CONTROL_FILES.env), `LAB_CWD=${shellQuote(cwd)}\n`);
+    writeFileSync(join(controlDir, CONTROL_FILES.command), commandScript(options.argv, cwd));
+    const args = l1QemuArgs({
+      image,
+      workDir: cwd,
+      controlDir,
+      memoryMiB: options.memoryMiB ?? DEFAULT_LAB_MEMORY_MIB,
+      cpus: DEFAULT_LAB_CPUS,
+    });
+    const qemu = spawn(QEMU, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let bootSeconds: number | null = null;
+    let pending = '';
+    let stderr = '';
+    const state: { outcome: 'exited' | 'timeout' | 'interrupted' } = { outcome: 'exited' };
+
+    const kill = () => {
+      if (qemu.exitCode === null && qemu.signalCode === null) qemu.kill('SIGKILL');
+    };
+    const timer = setTimeout(() => {
+      state.outcome = 'timeout';
+      kill();
+    }, options.timeoutMs ?? DEFAULT_LAB_TIMEOUT_MS);
+    const onAbort = () => {
+      state.outcome = 'interrupted';
+      kill();
+    };
+    options.signal?.addEventListener('abort', onAbort);
+
+    qemu.stdout.setEncoding('utf8');
+    qemu.stdout.on('data', (data: string) => {
+      // L1's console is a serial line: it sends CR LF; pass on plain LF.
+      let text = pending + data.replace(/\r/g, '');
+      pending = '';
+      if (bootSeconds === null) {
+        const at = text.indexOf(START_MARKER);
+        if (at < 0) {
+          // Hold back a partial marker at the end of this chunk.
+          const keep = Math.min(text.length, START_MARKER.length);
+          pending = text.slice(-keep);
+          text = text.slice(0, -keep);
+        } else {
+          bootSeconds = (performance.now() - started) / 1000;
+          text = text.slice(0, at).replace(/\n$/, '') + text.slice(at + START_MARKER.length + 1);
+        }
+      }
+      if (text) output(text);
+    });
+    qemu.stderr.setEncoding('utf8');
+    qemu.stderr.on('data', (data: string) => (stderr += data));
+
+    const spawnError = await new Promise<Error | null>((resolve) => {
+      qemu.on('error', (error) => resolve(error));
+      qemu.on('close', () => resolve(null));
+    });
+    clearTimeout(timer);
+    options.signal?.removeEventListener('abort', onAbort);
+    if (pending) output(pending);
+    const totalSeconds = (performance.now() - started) / 1000;
+
+    if (spawnError) {
+      throw new Error(`lab: cannot start ${QEMU}: ${spawnError.message} (install Debian's qemu-system-x86)`);
+    }
+    if (state.outcome === 'timeout') {
+      log(
+        `lab: the command did not finish within ${(options.timeoutMs ?? DEFAULT_LAB_TIMEOUT_MS) / 1000} s; L1 killed`,
+      );
+      return { exitCode: LAB_EXIT.timeout, bootSeconds, totalSeconds };
+    }
+    if (state.outcome === 'interrupted') return { exitCode: LAB_EXIT.interrupted, bootSeconds, totalSeconds };
+    const exitFile = join(controlDir, CONTROL_FILES.exitCode);
+    if (!existsSync(exitFile)) {
+      log(`lab: L1 stopped without reporting an exit code (QEMU exit ${qemu.exitCode}). ${stderr.trim()}`);
+      return { exitCode: LAB_EXIT.labFailure, bootSeconds, totalSeconds };
+    }
+    const exitCode = Number.parseInt(readFileSync(exitFile, 'utf8').trim(), 10);
+    return { exitCode: Number.isNaN(exitCode) ? LAB_EXIT.labFailure : exitCode, bootSeconds, totalSeconds };
+  } finally {
+    rmSync(controlDir, { recursive: true, force: true });
+  }
+}
