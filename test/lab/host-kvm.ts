@@ -4,7 +4,7 @@
  * they run directly. Otherwise (these machines: a paravirtual KVM that runs
  * real-mode code but not an unmodified Linux kernel) they run in the KVM lab.
  */
-import { readFileSync } from 'node:fs';
+import { cpuHardwareVirtualization } from '../../vmm/kvm/host.js';
 import { runProbeGuest } from '../../vmm/kvm/probe.js';
 
 export type KvmMode = 'direct' | 'lab';
@@ -14,17 +14,10 @@ export interface HostKvm {
   readonly reason: string;
 }
 
-export function cpuHasHardwareVirtualization(cpuinfo = readFileSync('/proc/cpuinfo', 'utf8')): 'vmx' | 'svm' | null {
-  const flags = /^flags\s*:\s*(.*)$/m.exec(cpuinfo)?.[1]?.split(/\s+/) ?? [];
-  if (flags.includes('vmx')) return 'vmx';
-  if (flags.includes('svm')) return 'svm';
-  return null;
-}
-
 export function detectHostKvm(): HostKvm {
   const forced = process.env['BELLJAR_KVM_MODE'];
   if (forced === 'direct' || forced === 'lab') return { mode: forced, reason: `forced by BELLJAR_KVM_MODE=${forced}` };
-  const feature = cpuHasHardwareVirtualization();
+  const feature = cpuHardwareVirtualization();
   if (!feature) {
     return { mode: 'lab', reason: 'the CPU exposes no hardware virtualization (no vmx/svm in /proc/cpuinfo)' };
   }

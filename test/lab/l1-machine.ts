@@ -88,12 +88,26 @@ export interface L1MachineOptions {
   readonly cpus: number;
 }
 
+/**
+ * QEMU's software CPU reads the host's TSC, so L1's TSC runs at the host's
+ * rate. Telling L1's kernel that rate skips its calibration against the
+ * emulated PIT, which fails now and then under TCG ("Unable to calibrate
+ * against PIT") and stalls the boot.
+ */
+export function hostTscKhz(cpuinfo = readFileSync('/proc/cpuinfo', 'utf8')): number | null {
+  const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)/m.exec(cpuinfo)?.[1]);
+  return Number.isFinite(mhz) && mhz > 0 ? Math.round(mhz * 1000) : null;
+}
+
 /** The QEMU command line for L1. */
 export function l1QemuArgs(options: L1MachineOptions): string[] {
   const { image, workDir, controlDir } = options;
+  const tscKhz = hostTscKhz();
   const share = (id: string, path: string, tag: string, readonly: boolean) => [
     '-fsdev',
-    `local,id=${id},path=${path},security_model=none${readonly ? ',readonly=on' : ''}`,
+    // multidevs=remap: the host root spans several filesystems; without it their
+    // inode numbers collide in L1 (and /proc and /sys look like one directory).
+    `local,id=${id},path=${path},security_model=none,multidevs=remap${readonly ? ',readonly=on' : ''}`,
     '-device',
     `virtio-9p-device,fsdev=${id},mount_tag=${tag}`,
   ];
@@ -120,7 +134,7 @@ export function l1QemuArgs(options: L1MachineOptions): string[] {
     '-initrd',
     image.initramfs,
     '-append',
-    'console=ttyS0 quiet loglevel=3 panic=-1 8250.nr_uarts=1 mitigations=off',
+    `console=ttyS0 quiet loglevel=3 panic=-1 8250.nr_uarts=1 mitigations=off${tscKhz ? ` tsc_early_khz=${tscKhz}` : ''}`,
     ...share('root', '/', SHARE.hostRoot, true),
     ...share('work', workDir, SHARE.workDir, false),
     ...share('ctl', controlDir, SHARE.control, false),

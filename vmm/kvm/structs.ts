@@ -65,7 +65,7 @@ export interface CpuidEntry {
 
 export interface MsrEntry {
   index: number;
-  data: bigint;
+  value: bigint;
 }
 
 /** The parts of `struct kvm_fpu` the VMM sets at boot; the rest is zero. */
@@ -169,7 +169,7 @@ export function encodeMsrs(entries: readonly MsrEntry[]): Uint8Array {
   entries.forEach((e, i) => {
     const at = SIZEOF.msrsHeader + i * SIZEOF.msrEntry;
     v.setUint32(at, e.index, true);
-    v.setBigUint64(at + 8, e.data, true);
+    v.setBigUint64(at + 8, e.value, true);
   });
   return bytes;
 }

@@ -1,0 +1,348 @@
+/**
+ * A microVM built from a VmConfig: KVM VM with in-kernel irqchip and PIT,
+ * guest RAM, the legacy devices, one virtio-mmio slot per disk (plus
+ * virtio-rng), a Linux kernel loaded per the boot protocol, one worker
+ * thread per vCPU. It ends when the guest powers off, reboots, panics or
+ * faults, or when the host stops it, and releases everything it opened.
+ */
+import { readFileSync } from 'node:fs';
+import { setupLinuxBoot } from './arch/x86_64/boot.js';
+import { normalizeCpuid } from './arch/x86_64/cpuid.js';
+import {
+  ACPI_SLEEP_CONTROL_PORT,
+  BOOT_SIGNAL_INIT_REACHED,
+  BOOT_SIGNAL_PORT,
+  I8042_DATA_PORT,
+  KVM_IDENTITY_MAP_ADDRESS,
+  KVM_TSS_ADDRESS,
+  MiB,
+  PVPANIC_PORT,
+  SERIAL_COM1_IRQ,
+  SERIAL_COM1_PORT,
+  virtioMmioSlot,
+} from './arch/x86_64/layout.js';
+import type { DiskConfig, VmConfig } from './config.js';
+import { Bus } from './devices/bus.js';
+import { I8042, I8042_PORT_COUNT } from './devices/legacy/i8042.js';
+import { Serial, SERIAL_PORT_COUNT } from './devices/legacy/serial.js';
+import { ACPI_SLEEP_PORT_COUNT, AcpiSleepRegisters, BootMarker, PvPanic } from './devices/legacy/system-ports.js';
+import { FileBlockBackend, VirtioBlock } from './devices/virtio/blk.js';
+import { VirtioMmioTransport } from './devices/virtio/mmio-transport.js';
+import { VirtioRng } from './devices/virtio/rng.js';
+import type { VirtioDevice } from './devices/virtio/device.js';
+import * as C from './kvm/constants.js';
+import { cpuHardwareVirtualization } from './kvm/host.js';
+import { Kvm, type VcpuFd, type VmFd } from './kvm/kvm.js';
+import { KvmIrqLine } from './irq.js';
+import { allocateGuestRam, type GuestRam } from './memory/guest-ram.js';
+import { VcpuThread } from './vcpu/vcpu-thread.js';
+import type { VcpuStop } from './vcpu/exit.js';
+
+/** Capabilities the VMM cannot run without. */
+const REQUIRED_CAPABILITIES = {
+  KVM_CAP_IRQCHIP: C.KVM_CAP_IRQCHIP,
+  KVM_CAP_USER_MEMORY: C.KVM_CAP_USER_MEMORY,
+  KVM_CAP_SET_TSS_ADDR: C.KVM_CAP_SET_TSS_ADDR,
+  KVM_CAP_PIT2: C.KVM_CAP_PIT2,
+  KVM_CAP_EXT_CPUID: C.KVM_CAP_EXT_CPUID,
+  KVM_CAP_IMMEDIATE_EXIT: C.KVM_CAP_IMMEDIATE_EXIT,
+};
+const KVM_CAP_TSC_DEADLINE_TIMER = 72;
+
+export type VmExit =
+  | { readonly kind: 'poweroff' }
+  | { readonly kind: 'reboot' }
+  | { readonly kind: 'triple-fault' }
+  | { readonly kind: 'panic' }
+  | { readonly kind: 'stopped' }
+  | { readonly kind: 'error'; readonly detail: string };
+
+export class VmError extends Error {
+  override name = 'VmError';
+}
+
+export interface VmIo {
+  /** Bytes the guest wrote to its serial console. */
+  readonly serialOutput: (bytes: Uint8Array) => void;
+}
+
+export interface VmOptions {
+  /**
+   * Refuse to start where the CPU exposes no hardware virtualization: such a
+   * KVM (paravirtual, as on our build machines) cannot run a Linux guest at a
+   * usable speed. Default true.
+   */
+  readonly requireHardwareVirtualization?: boolean;
+}
+
+export interface VmTimings {
+  /** performance.now() when creation started. */
+  readonly createdAt: number;
+  /** When the vCPUs were started. */
+  startedAt: number | null;
+  /** When the guest wrote "init reached" to the boot signal port. */
+  initReachedAt: number | null;
+}
+
+/** The host-side objects of each device, for statistics and tests. */
+interface VirtioSlotDevice {
+  readonly name: string;
+  readonly transport: VirtioMmioTransport;
+  readonly close?: () => void;
+}
+
+export class Vm {
+  readonly timings: VmTimings;
+  readonly exit: Promise<VmExit>;
+  private resolveExit!: (exit: VmExit) => void;
+  private finished = false;
+  private readonly threads: VcpuThread[] = [];
+  private pendingOutput: Uint8Array[] = [];
+  private flushScheduled = false;
+  private readonly serial: Serial;
+  private readonly virtio: VirtioSlotDevice[] = [];
+
+  private constructor(
+    private readonly kvm: Kvm,
+    private readonly vm: VmFd,
+    private readonly ram: GuestRam,
+    private readonly vcpus: VcpuFd[],
+    private readonly io: VmIo,
+    private readonly pio: Bus,
+    private readonly mmio: Bus,
+    createdAt: number,
+  ) {
+    this.timings = { createdAt, startedAt: null, initReachedAt: null };
+    this.exit = new Promise((resolve) => (this.resolveExit = resolve));
+    this.serial = new Serial({ irq: new KvmIrqLine(vm, SERIAL_COM1_IRQ), output: (bytes) => this.queueOutput(bytes) });
+    pio.insert('serial', SERIAL_COM1_PORT, SERIAL_PORT_COUNT, this.serial);
+    pio.insert('i8042', I8042_DATA_PORT, I8042_PORT_COUNT, new I8042(() => this.finish({ kind: 'reboot' })));
+    pio.insert(
+      'acpi-sleep',
+      ACPI_SLEEP_CONTROL_PORT,
+      ACPI_SLEEP_PORT_COUNT,
+      new AcpiSleepRegisters(() => this.finish({ kind: 'poweroff' })),
+    );
+    pio.insert('pvpanic', PVPANIC_PORT, 1, new PvPanic(() => this.finish({ kind: 'panic' })));
+    pio.insert(
+      'boot-signal',
+      BOOT_SIGNAL_PORT,
+      1,
+      new BootMarker((value) => {
+        if (value === BOOT_SIGNAL_INIT_REACHED && this.timings.initReachedAt === null) {
+          this.timings.initReachedAt = performance.now();
+        }
+      }),
+    );
+  }
+
+  static create(config: VmConfig, io: VmIo, options: VmOptions = {}): Vm {
+    const createdAt = performance.now();
+    if (options.requireHardwareVirtualization !== false && cpuHardwareVirtualization() === null) {
+      throw new VmError(
+        'this machine exposes no hardware virtualization (no vmx or svm flag in /proc/cpuinfo): its /dev/kvm ' +
+          'cannot run a Linux guest at a usable speed. Use a host with Intel VT-x or AMD-V, or run inside the KVM lab ' +
+          '(npm run lab -- npm run vmm -- run …).',
+      );
+    }
+    // Read every input file first: bad input fails before any KVM object exists.
+    const kernel = readInput(config.kernel, 'kernel');
+    const initrd = config.initrd === undefined ? undefined : readInput(config.initrd, 'initrd');
+    const backends = openDisks(config.disks);
+
+    const kvm = Kvm.open();
+    const cleanup: (() => void)[] = [() => kvm.close(), () => backends.forEach((b) => b.backend.close())];
+    try {
+      kvm.requireExtensions(REQUIRED_CAPABILITIES);
+      const supportedCpuid = kvm.supportedCpuid();
+      const tscDeadline = kvm.checkExtension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+      const vmFd = kvm.createVm();
+      cleanup.push(() => vmFd.close());
+      vmFd.setTssAddress(KVM_TSS_ADDRESS);
+      vmFd.setIdentityMapAddress(KVM_IDENTITY_MAP_ADDRESS);
+      vmFd.createIrqchip();
+      vmFd.createPit2();
+      const ram = allocateGuestRam(config.memoryMiB * MiB);
+      vmFd.setUserMemoryRegion(0, 0, ram.size, ram.hostAddress);
+
+      const vm = new Vm(kvm, vmFd, ram, [], io, new Bus('pio'), new Bus('mmio'), createdAt);
+      const devices: { name: string; device: VirtioDevice; close?: () => void }[] = backends.map((b, i) => ({
+        name: `virtio-blk${i}`,
+        device: new VirtioBlock(b.backend, {
+          readOnly: b.disk.readOnly,
+          ...(b.disk.serial === undefined ? {} : { serial: b.disk.serial }),
+        }),
+        close: () => b.backend.close(),
+      }));
+      if (config.rng) devices.push({ name: 'virtio-rng', device: new VirtioRng() });
+      const slots = devices.map((d, i) => {
+        const slot = virtioMmioSlot(i);
+        const transport = new VirtioMmioTransport(d.device, ram.memory, new KvmIrqLine(vmFd, slot.gsi));
+        vm.mmio.insert(d.name, slot.base, VirtioMmioTransport.WINDOW_SIZE, transport);
+        vm.virtio.push({ name: d.name, transport, ...(d.close ? { close: d.close } : {}) });
+        return { base: slot.base, size: slot.size, gsi: slot.gsi };
+      });
+
+      const boot = setupLinuxBoot(ram.memory, {
+        kernel,
+        ...(initrd ? { initrd } : {}),
+        cmdline: config.cmdline,
+        vcpus: config.vcpus,
+        virtioSlots: slots,
+      });
+      for (let id = 0; id < config.vcpus; id++) {
+        const vcpu = vmFd.createVcpu(id);
+        vm.vcpus.push(vcpu);
+        cleanup.push(() => vcpu.close());
+        vcpu.setCpuid(
+          normalizeCpuid(supportedCpuid, { vcpuIndex: id, vcpuCount: config.vcpus, tscDeadlineTimer: tscDeadline }),
+        );
+        vcpu.setMsrs(boot.msrs);
+        vcpu.setFpu(boot.fpu);
+        if (id === 0) {
+          const regs = boot.regs;
+          vcpu.setRegs(Object.fromEntries(Object.entries(regs).map(([k, v]) => [k, BigInt(v)])) as never);
+          const sregs = vcpu.getSregs();
+          const s = boot.sregs;
+          const seg = (x: typeof s.cs) => ({ ...x, base: BigInt(x.base) });
+          vcpu.setSregs({
+            ...sregs,
+            cs: seg(s.cs),
+            ds: seg(s.ds),
+            es: seg(s.es),
+            fs: seg(s.fs),
+            gs: seg(s.gs),
+            ss: seg(s.ss),
+            tr: seg(s.tr),
+            gdt: { base: BigInt(s.gdt.base), limit: s.gdt.limit },
+            idt: { base: BigInt(s.idt.base), limit: s.idt.limit },
+            cr0: BigInt(s.cr0),
+            cr3: BigInt(s.cr3),
+            cr4: BigInt(s.cr4),
+            efer: BigInt(s.efer),
+          });
+        }
+      }
+      return vm;
+    } catch (error) {
+      for (const undo of cleanup.reverse()) undo();
+      throw error;
+    }
+  }
+
+  /** Starts the vCPUs. */
+  start(): void {
+    if (this.timings.startedAt !== null) throw new VmError('the VM was already started');
+    this.timings.startedAt = performance.now();
+    for (const vcpu of this.vcpus) {
+      const thread = new VcpuThread(vcpu, { pio: this.pio, mmio: this.mmio });
+      this.threads.push(thread);
+      void thread.stopped.then((stop) => this.finish(exitFromVcpu(stop)));
+    }
+  }
+
+  /** Bytes for the guest's serial console; returns how many were taken. */
+  serialInput(bytes: Uint8Array): number {
+    return this.serial.input(bytes);
+  }
+
+  /** Asks the VM to stop (host side); resolves when it has. */
+  async stop(): Promise<VmExit> {
+    this.finish({ kind: 'stopped' });
+    return this.exit;
+  }
+
+  get debugState(): string {
+    return this.threads.map((t) => `${t.lastAccess} ${JSON.stringify(t.mailboxState)}`).join('; ');
+  }
+
+  /** Port and MMIO exits handled so far, all vCPUs. */
+  get exitCount(): number {
+    return this.threads.reduce((sum, t) => sum + t.exits, 0);
+  }
+
+  private queueOutput(bytes: Uint8Array): void {
+    this.pendingOutput.push(bytes);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flushOutput());
+    }
+  }
+
+  private flushOutput(): void {
+    this.flushScheduled = false;
+    if (this.pendingOutput.length === 0) return;
+    const chunk = Buffer.concat(this.pendingOutput);
+    this.pendingOutput = [];
+    this.io.serialOutput(chunk);
+  }
+
+  /** The first reason to end wins; stops every vCPU, then releases everything. */
+  private finish(exit: VmExit): void {
+    if (this.finished) return;
+    this.finished = true;
+    void (async () => {
+      await Promise.all(this.threads.map((t) => t.stop()));
+      this.flushOutput();
+      for (const device of this.virtio) device.close?.();
+      for (const vcpu of this.vcpus) vcpu.close();
+      this.vm.close();
+      this.kvm.close();
+      this.resolveExit(exit);
+    })();
+  }
+
+  /** Guest RAM size in bytes. */
+  get memorySize(): number {
+    return this.ram.size;
+  }
+}
+
+function exitFromVcpu(stop: VcpuStop): VmExit {
+  switch (stop.reason) {
+    case 'shutdown':
+      return { kind: 'poweroff' };
+    case 'reset':
+      return { kind: 'reboot' };
+    case 'triple-fault':
+      return { kind: 'triple-fault' };
+    case 'crash':
+      return { kind: 'panic' };
+    case 'stopped':
+      return { kind: 'stopped' };
+    case 'halted':
+      return { kind: 'error', detail: 'a vCPU halted with interrupts off (the guest is stuck)' };
+    case 'error':
+      return { kind: 'error', detail: stop.detail };
+  }
+}
+
+function readInput(path: string, what: string): Uint8Array {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason =
+      code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
+    throw new VmError(`cannot read the ${what} ${path}: ${reason}`);
+  }
+}
+
+function openDisks(disks: readonly DiskConfig[]): { disk: DiskConfig; backend: FileBlockBackend }[] {
+  const opened: { disk: DiskConfig; backend: FileBlockBackend }[] = [];
+  try {
+    for (const disk of disks) {
+      try {
+        opened.push({ disk, backend: FileBlockBackend.open(disk.path, disk.readOnly) });
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        const reason = code === 'ENOENT' ? 'no such file' : (error as Error).message;
+        throw new VmError(`cannot open the disk ${disk.path}${disk.readOnly ? ' (read-only)' : ''}: ${reason}`);
+      }
+    }
+    return opened;
+  } catch (error) {
+    opened.forEach((o) => o.backend.close());
+    throw error;
+  }
+}
