@@ -23,6 +23,7 @@ const USAGE = `usage: npm run vmm -- run [options]
   --vcpus N            number of vCPUs (default 1)
   --config FILE        all options as a JSON object (kernel, initrd, cmdline, disks, memoryMiB, vcpus, rng)
   --timings            print boot timings as JSON on stderr when the VM ends
+  --kvm PATH           the KVM device (default /dev/kvm)
   --allow-no-hw-virt   try even where the CPU exposes no hardware virtualization
 exit codes: 0 poweroff or stopped, 1 VMM error, 2 bad input, 3 reboot, 4 triple fault, 5 guest panic`;
 
@@ -88,6 +89,7 @@ function parseCommandLine(argv: string[]) {
         config: { type: 'string' },
         timings: { type: 'boolean' },
         'allow-no-hw-virt': { type: 'boolean' },
+        kvm: { type: 'string' },
         help: { type: 'boolean' },
       },
       strict: true,
@@ -131,7 +133,12 @@ function parseCommandLine(argv: string[]) {
   }
   if (raw['kernel'] === undefined) fail(EXIT_CODE.usage, `--kernel is required\n${USAGE}`);
   try {
-    return { config: parseVmConfig(raw), timings: v.timings ?? false, allowNoHwVirt: v['allow-no-hw-virt'] ?? false };
+    return {
+      config: parseVmConfig(raw),
+      timings: v.timings ?? false,
+      allowNoHwVirt: v['allow-no-hw-virt'] ?? false,
+      kvmDevice: v.kvm,
+    };
   } catch (error) {
     if (error instanceof ConfigError) fail(EXIT_CODE.usage, error.message);
     throw error;
@@ -168,7 +175,7 @@ function connectStdin(vm: Vm): void {
 }
 
 async function main(): Promise<void> {
-  const { config, timings, allowNoHwVirt } = parseCommandLine(process.argv.slice(2));
+  const { config, timings, allowNoHwVirt, kvmDevice } = parseCommandLine(process.argv.slice(2));
   let vm: Vm;
   try {
     vm = Vm.create(
@@ -176,6 +183,7 @@ async function main(): Promise<void> {
       { serialOutput: (bytes) => process.stdout.write(bytes) },
       {
         requireHardwareVirtualization: !allowNoHwVirt,
+        ...(kvmDevice === undefined ? {} : { kvmDevice }),
       },
     );
   } catch (error) {
@@ -191,8 +199,7 @@ async function main(): Promise<void> {
   vm.start();
   const exit = await vm.exit;
   if (process.stdin.isTTY) process.stdin.setRawMode(false);
-  process.stdin.pause();
-  process.stdin.unref();
+  process.stdin.destroy();
   const t = vm.timings;
   process.stderr.write(`vmm: ${describe(exit)}\n`);
   if (timings) {

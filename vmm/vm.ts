@@ -35,6 +35,9 @@ import { cpuHardwareVirtualization } from './kvm/host.js';
 import { Kvm, type VcpuFd, type VmFd } from './kvm/kvm.js';
 import { KvmIrqLine } from './irq.js';
 import { allocateGuestRam, type GuestRam } from './memory/guest-ram.js';
+import { REG_NAMES, type Regs, type Segment, type Sregs } from './kvm/structs.js';
+import type { SegmentRegister } from './arch/x86_64/gdt.js';
+import type { BootSregs, KvmRegs } from './arch/x86_64/regs.js';
 import { VcpuThread } from './vcpu/vcpu-thread.js';
 import type { VcpuStop } from './vcpu/exit.js';
 
@@ -67,6 +70,8 @@ export interface VmIo {
 }
 
 export interface VmOptions {
+  /** The KVM device; default /dev/kvm. */
+  readonly kvmDevice?: string;
   /**
    * Refuse to start where the CPU exposes no hardware virtualization: such a
    * KVM (paravirtual, as on our build machines) cannot run a Linux guest at a
@@ -138,34 +143,13 @@ export class Vm {
 
   static create(config: VmConfig, io: VmIo, options: VmOptions = {}): Vm {
     const createdAt = performance.now();
-    if (options.requireHardwareVirtualization !== false && cpuHardwareVirtualization() === null) {
-      throw new VmError(
-        'this machine exposes no hardware virtualization (no vmx or svm flag in /proc/cpuinfo): its /dev/kvm ' +
-          'cannot run a Linux guest at a usable speed. Use a host with Intel VT-x or AMD-V, or run inside the KVM lab ' +
-          '(npm run lab -- npm run vmm -- run …).',
-      );
-    }
-    // Read every input file first: bad input fails before any KVM object exists.
+    // Everything that depends only on the inputs happens before KVM is
+    // touched: bad input fails fast, with a clear message, and leaves nothing.
     const kernel = readInput(config.kernel, 'kernel');
     const initrd = config.initrd === undefined ? undefined : readInput(config.initrd, 'initrd');
     const backends = openDisks(config.disks);
-
-    const kvm = Kvm.open();
-    const cleanup: (() => void)[] = [() => kvm.close(), () => backends.forEach((b) => b.backend.close())];
+    const cleanup: (() => void)[] = [() => backends.forEach((b) => b.backend.close())];
     try {
-      kvm.requireExtensions(REQUIRED_CAPABILITIES);
-      const supportedCpuid = kvm.supportedCpuid();
-      const tscDeadline = kvm.checkExtension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
-      const vmFd = kvm.createVm();
-      cleanup.push(() => vmFd.close());
-      vmFd.setTssAddress(KVM_TSS_ADDRESS);
-      vmFd.setIdentityMapAddress(KVM_IDENTITY_MAP_ADDRESS);
-      vmFd.createIrqchip();
-      vmFd.createPit2();
-      const ram = allocateGuestRam(config.memoryMiB * MiB);
-      vmFd.setUserMemoryRegion(0, 0, ram.size, ram.hostAddress);
-
-      const vm = new Vm(kvm, vmFd, ram, [], io, new Bus('pio'), new Bus('mmio'), createdAt);
       const devices: { name: string; device: VirtioDevice; close?: () => void }[] = backends.map((b, i) => ({
         name: `virtio-blk${i}`,
         device: new VirtioBlock(b.backend, {
@@ -175,20 +159,42 @@ export class Vm {
         close: () => b.backend.close(),
       }));
       if (config.rng) devices.push({ name: 'virtio-rng', device: new VirtioRng() });
-      const slots = devices.map((d, i) => {
-        const slot = virtioMmioSlot(i);
-        const transport = new VirtioMmioTransport(d.device, ram.memory, new KvmIrqLine(vmFd, slot.gsi));
-        vm.mmio.insert(d.name, slot.base, VirtioMmioTransport.WINDOW_SIZE, transport);
-        vm.virtio.push({ name: d.name, transport, ...(d.close ? { close: d.close } : {}) });
-        return { base: slot.base, size: slot.size, gsi: slot.gsi };
-      });
-
+      const slots = devices.map((_, i) => virtioMmioSlot(i));
+      const ram = allocateGuestRam(config.memoryMiB * MiB);
       const boot = setupLinuxBoot(ram.memory, {
         kernel,
         ...(initrd ? { initrd } : {}),
         cmdline: config.cmdline,
         vcpus: config.vcpus,
-        virtioSlots: slots,
+        virtioSlots: slots.map((slot) => ({ base: slot.base, size: slot.size, gsi: slot.gsi })),
+      });
+
+      if (options.requireHardwareVirtualization !== false && cpuHardwareVirtualization() === null) {
+        throw new VmError(
+          'this machine exposes no hardware virtualization (no vmx or svm flag in /proc/cpuinfo): its /dev/kvm ' +
+            'cannot run a Linux guest at a usable speed. Use a host with Intel VT-x or AMD-V, or run inside the KVM ' +
+            'lab (npm run lab -- npm run vmm -- run …).',
+        );
+      }
+      const kvm = Kvm.open(options.kvmDevice);
+      cleanup.push(() => kvm.close());
+      kvm.requireExtensions(REQUIRED_CAPABILITIES);
+      const supportedCpuid = kvm.supportedCpuid();
+      const tscDeadline = kvm.checkExtension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+      const vmFd = kvm.createVm();
+      cleanup.push(() => vmFd.close());
+      vmFd.setTssAddress(KVM_TSS_ADDRESS);
+      vmFd.setIdentityMapAddress(KVM_IDENTITY_MAP_ADDRESS);
+      vmFd.createIrqchip();
+      vmFd.createPit2();
+      vmFd.setUserMemoryRegion(0, 0, ram.size, ram.hostAddress);
+
+      const vm = new Vm(kvm, vmFd, ram, [], io, new Bus('pio'), new Bus('mmio'), createdAt);
+      devices.forEach((d, i) => {
+        const slot = slots[i]!;
+        const transport = new VirtioMmioTransport(d.device, ram.memory, new KvmIrqLine(vmFd, slot.gsi));
+        vm.mmio.insert(d.name, slot.base, VirtioMmioTransport.WINDOW_SIZE, transport);
+        vm.virtio.push({ name: d.name, transport, ...(d.close ? { close: d.close } : {}) });
       });
       for (let id = 0; id < config.vcpus; id++) {
         const vcpu = vmFd.createVcpu(id);
@@ -200,27 +206,8 @@ export class Vm {
         vcpu.setMsrs(boot.msrs);
         vcpu.setFpu(boot.fpu);
         if (id === 0) {
-          const regs = boot.regs;
-          vcpu.setRegs(Object.fromEntries(Object.entries(regs).map(([k, v]) => [k, BigInt(v)])) as never);
-          const sregs = vcpu.getSregs();
-          const s = boot.sregs;
-          const seg = (x: typeof s.cs) => ({ ...x, base: BigInt(x.base) });
-          vcpu.setSregs({
-            ...sregs,
-            cs: seg(s.cs),
-            ds: seg(s.ds),
-            es: seg(s.es),
-            fs: seg(s.fs),
-            gs: seg(s.gs),
-            ss: seg(s.ss),
-            tr: seg(s.tr),
-            gdt: { base: BigInt(s.gdt.base), limit: s.gdt.limit },
-            idt: { base: BigInt(s.idt.base), limit: s.idt.limit },
-            cr0: BigInt(s.cr0),
-            cr3: BigInt(s.cr3),
-            cr4: BigInt(s.cr4),
-            efer: BigInt(s.efer),
-          });
+          vcpu.setRegs(toKvmRegs(boot.regs));
+          vcpu.setSregs(toKvmSregs(vcpu.getSregs(), boot.sregs));
         }
       }
       return vm;
@@ -250,10 +237,6 @@ export class Vm {
   async stop(): Promise<VmExit> {
     this.finish({ kind: 'stopped' });
     return this.exit;
-  }
-
-  get debugState(): string {
-    return this.threads.map((t) => `${t.lastAccess} ${JSON.stringify(t.mailboxState)}`).join('; ');
   }
 
   /** Port and MMIO exits handled so far, all vCPUs. */
@@ -296,6 +279,33 @@ export class Vm {
   get memorySize(): number {
     return this.ram.size;
   }
+}
+
+/** The boot builders use plain numbers (all below 2^53); KVM's structs take exact 64-bit values. */
+function toKvmRegs(regs: KvmRegs): Regs {
+  const out = {} as Regs;
+  for (const name of REG_NAMES) out[name] = BigInt(regs[name]);
+  return out;
+}
+
+function toKvmSregs(current: Sregs, boot: BootSregs): Sregs {
+  const segment = (s: SegmentRegister): Segment => ({ ...s, base: BigInt(s.base) });
+  return {
+    ...current,
+    cs: segment(boot.cs),
+    ds: segment(boot.ds),
+    es: segment(boot.es),
+    fs: segment(boot.fs),
+    gs: segment(boot.gs),
+    ss: segment(boot.ss),
+    tr: segment(boot.tr),
+    gdt: { base: BigInt(boot.gdt.base), limit: boot.gdt.limit },
+    idt: { base: BigInt(boot.idt.base), limit: boot.idt.limit },
+    cr0: BigInt(boot.cr0),
+    cr3: BigInt(boot.cr3),
+    cr4: BigInt(boot.cr4),
+    efer: BigInt(boot.efer),
+  };
 }
 
 function exitFromVcpu(stop: VcpuStop): VmExit {

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { cacheRoot } from '../../guest-images/cache.js';
 import { CONTROL_FILES, l1Image, l1QemuArgs } from './l1-machine.js';
 
 export const QEMU = 'qemu-system-x86_64';
@@ -49,6 +50,8 @@ function commandScript(argv: readonly string[], cwd: string): string {
       env.push(`export ${name}=${shellQuote(value)}`);
     }
   }
+  // HOME differs inside (the host's is read-only there): point at the host's build cache explicitly.
+  env.push(`export BELLJAR_CACHE=${shellQuote(cacheRoot())}`);
   env.push('export BELLJAR_IN_LAB=1', 'export NODE_DISABLE_COLORS=1');
   return [
     ...env,

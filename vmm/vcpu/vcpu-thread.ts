@@ -42,9 +42,6 @@ export class VcpuThread {
   readonly stopped: Promise<VcpuStop>;
   /** Port/MMIO accesses answered (for statistics). */
   exits = 0;
-  /** The last access answered, for diagnostics. */
-  lastAccess = '';
-
   /** Mailbox counters, for diagnostics: a request ahead of the response is waiting for the main thread. */
   get mailboxState(): { request: number; response: number; runs: number } {
     const s = this.mailbox.slots;
@@ -103,7 +100,6 @@ export class VcpuThread {
       }
       handled = id;
       this.exits++;
-      this.lastAccess = `${access.kind === ACCESS_KIND.pio ? 'pio' : 'mmio'} ${access.isWrite ? 'w' : 'r'} 0x${access.address.toString(16)} [${[...access.data].join(',')}]`;
       this.mailbox.answer(id);
     }
   }

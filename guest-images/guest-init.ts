@@ -1,0 +1,140 @@
+/**
+ * The guest's boot scripts, both run by busybox `sh`.
+ *
+ * Stage 1 (`/init.d/main` in the initramfs, after the modules are loaded):
+ * mounts the read-only squashfs rootfs from /dev/vda under a tmpfs overlay,
+ * copies busybox, stage 2 and the agent into the new root's /run/belljar and
+ * switches root.
+ *
+ * Stage 2 (`/run/belljar/stage2.sh`, PID 1 in the new root): mounts the
+ * runtime filesystems, starts seatd (root), cage + Chromium (as the viewer
+ * user), the guest-local proxy forwarder and the agent on the transport named
+ * by `belljar.agent=` on the kernel command line.
+ *
+ * Both record `uptime` marks in /run/belljar/timings; the agent reports them
+ * in its `ready` message.
+ */
+import {
+  AGENT_SERIAL_PORT_NAME,
+  AGENT_VSOCK_PORT,
+  CHROMIUM_FLAGS,
+  GUEST_PROXY_PORT,
+  HOST_PROXY_VSOCK_PORT,
+  MAX_ITEM_BYTES,
+  ROOTFS_DEVICE,
+  VIEWER_USER,
+} from './config.js';
+
+/** Where stage 2, busybox and the agent live in the running guest. */
+export const GUEST_RUN_DIR = '/run/belljar';
+/** Paths inside the initramfs. */
+export const INITRAMFS_STAGE2 = '/belljar/stage2.sh';
+export const INITRAMFS_AGENT = '/belljar/belljar-agent.pl';
+
+/** Single-quotes a word for a POSIX shell. */
+export function shellQuote(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+export function stage1Script(): string {
+  return `set -u
+mark() { read -r up _ < /proc/uptime; echo "$1 $up" >> /run/timings; }
+fail() { echo "belljar-init: $*" > /dev/console; sleep 2; poweroff -f; }
+mkdir -p /run /lower /rw /newroot
+mark init
+i=0
+while [ ! -b ${ROOTFS_DEVICE} ]; do
+  i=$((i + 1)); [ $i -gt 200 ] && fail "no root disk ${ROOTFS_DEVICE}"
+  sleep 0.05
+done
+mount -t squashfs -o ro ${ROOTFS_DEVICE} /lower || fail "cannot mount the rootfs"
+mount -t tmpfs -o mode=0755 tmpfs /rw || fail "cannot mount the tmpfs"
+mkdir -p /rw/upper /rw/work
+mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay /newroot || fail "cannot mount the overlay"
+mark rootfs
+mkdir -p /newroot${GUEST_RUN_DIR}
+cp /bin/busybox /newroot${GUEST_RUN_DIR}/busybox
+cp ${INITRAMFS_STAGE2} ${INITRAMFS_AGENT} /newroot${GUEST_RUN_DIR}/
+cat /run/timings > /newroot${GUEST_RUN_DIR}/timings
+ip link set lo up
+[ -w /proc/sys/kernel/unprivileged_userns_clone ] && echo 1 > /proc/sys/kernel/unprivileged_userns_clone
+mount --move /dev /newroot/dev
+mount --move /proc /newroot/proc
+mount --move /sys /newroot/sys
+exec switch_root /newroot ${GUEST_RUN_DIR}/busybox sh ${GUEST_RUN_DIR}/stage2.sh
+`;
+}
+
+export function stage2Script(): string {
+  const bb = `${GUEST_RUN_DIR}/busybox`;
+  const { name, uid, gid, home } = VIEWER_USER;
+  const runtimeDir = `/run/user/${uid}`;
+  const chromium = ['/usr/bin/chromium', ...CHROMIUM_FLAGS].map(shellQuote).join(' ');
+  return `BB=${bb}
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mark() { read -r up _ < /proc/uptime; echo "$1 $up" >> ${GUEST_RUN_DIR}/timings; }
+mark stage2
+$BB mount -t devpts -o mode=0620,ptmxmode=0666 devpts /dev/pts 2>/dev/null || { $BB mkdir -p /dev/pts; $BB mount -t devpts -o mode=0620,ptmxmode=0666 devpts /dev/pts; }
+$BB mkdir -p /dev/shm && $BB mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
+$BB mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
+$BB hostname belljar
+$BB mkdir -p ${runtimeDir} ${GUEST_RUN_DIR}/items
+$BB chown ${uid}:${gid} ${runtimeDir}
+$BB chmod 0700 ${runtimeDir}
+$BB chmod 0755 ${GUEST_RUN_DIR}/items
+
+arg() { for w in $(cat /proc/cmdline); do case "$w" in "$1"=*) echo "\${w#*=}"; return;; esac; done; }
+TRANSPORT=$(arg belljar.agent)
+OPEN=$(arg belljar.open)
+
+# seatd hands the DRM and input devices to cage, which must not run as root.
+seatd -u ${name} -g ${name} > /dev/console 2>&1 &
+i=0; while [ ! -S /run/seatd.sock ] && [ $i -lt 100 ]; do $BB sleep 0.05; i=$((i + 1)); done
+mark seatd
+
+# The guest has no network card: http(s) goes to a guest-local port that is
+# forwarded over vsock to the host's filtering proxy (when vsock exists).
+if [ -e /dev/vsock ]; then
+  socat TCP-LISTEN:${GUEST_PROXY_PORT},bind=127.0.0.1,reuseaddr,fork VSOCK-CONNECT:2:${HOST_PROXY_VSOCK_PORT} > /dev/null 2>&1 &
+fi
+
+# The viewer's output goes to a tmpfs log (a serial console is slow, and
+# Chromium is chatty); the log's tail reaches the console if the viewer dies.
+(
+/usr/bin/setpriv --reuid=${uid} --regid=${gid} --clear-groups \\
+  $BB env -i PATH=/usr/bin:/bin HOME=${home} USER=${name} XDG_RUNTIME_DIR=${runtimeDir} \\
+  LIBSEAT_BACKEND=seatd WLR_RENDERER=pixman WLR_LIBINPUT_NO_DEVICES=1 WLR_NO_HARDWARE_CURSORS=1 \\
+  cage -d -- ${chromium} about:blank > ${GUEST_RUN_DIR}/viewer.log 2>&1
+  echo "belljar-init: the viewer exited ($?); its last words:"
+  $BB tail -n 40 ${GUEST_RUN_DIR}/viewer.log
+) > /dev/console 2>&1 &
+mark cage
+
+AGENT="perl ${GUEST_RUN_DIR}/belljar-agent.pl --max-item ${MAX_ITEM_BYTES}"
+[ -n "$OPEN" ] && AGENT="$AGENT --open-disk $OPEN"
+case "$TRANSPORT" in
+  virtio-port)
+    PORT=
+    for n in /sys/class/virtio-ports/*/name; do
+      [ "$($BB cat "$n" 2>/dev/null)" = "${AGENT_SERIAL_PORT_NAME}" ] && PORT=/dev/$($BB basename "$($BB dirname "$n")")
+    done
+    if [ -n "$PORT" ]; then
+      # A virtio port opens once: one read-write descriptor serves both directions.
+      ( while :; do $AGENT 0<>"$PORT" 1>&0; $BB sleep 1; done ) &
+    else
+      echo "belljar-init: no virtio port named ${AGENT_SERIAL_PORT_NAME}" > /dev/console
+    fi
+    ;;
+  vsock)
+    socat VSOCK-LISTEN:${AGENT_VSOCK_PORT},reuseaddr,fork EXEC:"$AGENT" > /dev/console 2>&1 &
+    ;;
+  *)
+    [ -n "$OPEN" ] && ( $AGENT < /dev/null > /dev/null ) &
+    ;;
+esac
+mark agent_started
+
+# PID 1: reap children forever (the VM ends by power-off from the agent or the host).
+while :; do wait; $BB sleep 1; done
+`;
+}

@@ -1,0 +1,68 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { CHROMIUM_FLAGS, INITRAMFS_MODULES, KERNEL_CMDLINE } from '../../guest-images/config.js';
+import { shellQuote, stage1Script, stage2Script } from '../../guest-images/guest-init.js';
+import { customizeHook } from '../../guest-images/rootfs.js';
+import { coverage, hex, parsePpm, pixel } from '../../guest-images/ppm.js';
+
+const BUSYBOX = '/bin/busybox';
+const AGENT = fileURLToPath(new URL('../../../guest-images/agent/belljar-agent.pl', import.meta.url));
+
+test(
+  'stage scripts and the mmdebstrap hook are valid shell',
+  { skip: !existsSync(BUSYBOX) && 'busybox-static missing' },
+  () => {
+    for (const [name, script] of [
+      ['stage 1', stage1Script()],
+      ['stage 2', stage2Script()],
+      ['customize hook', customizeHook()],
+    ] as const) {
+      const r = spawnSync(BUSYBOX, ['sh', '-n'], { input: script, encoding: 'utf8' });
+      assert.equal(r.status, 0, `${name}: ${r.stderr}`);
+    }
+  },
+);
+
+test(
+  'the agent compiles with core Perl',
+  { skip: spawnSync('perl', ['-e', '1']).status !== 0 && 'perl missing' },
+  () => {
+    const r = spawnSync('perl', ['-c', AGENT], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+  },
+);
+
+test('the guest keeps its security-relevant settings', () => {
+  const stage2 = stage2Script();
+  // cage and Chromium run as the unprivileged viewer, never as root.
+  assert.match(stage2, /setpriv --reuid=1000 --regid=1000 --clear-groups/);
+  assert.ok(!CHROMIUM_FLAGS.some((f) => f.startsWith('--no-sandbox')), "Chromium's sandbox stays on");
+  assert.ok(CHROMIUM_FLAGS.includes('--remote-debugging-address=127.0.0.1'));
+  assert.ok(CHROMIUM_FLAGS.some((f) => f.startsWith('--proxy-server=http://127.0.0.1:')));
+  assert.ok(INITRAMFS_MODULES.includes('virtio_mmio'), 'devices are found through ACPI by virtio_mmio');
+  assert.ok(!KERNEL_CMDLINE.some((w) => w.startsWith('virtio_mmio.device=')));
+  assert.match(stage1Script(), /mount -t squashfs -o ro/);
+});
+
+test('shellQuote survives quotes', () => {
+  assert.equal(shellQuote(`it's`), `'it'\\''s'`);
+  const r = spawnSync('sh', ['-c', `printf %s ${shellQuote(`a 'b' $c`)}`], { encoding: 'utf8' });
+  assert.equal(r.stdout, `a 'b' $c`);
+});
+
+test('PPM screendumps are parsed and measured', () => {
+  const header = Buffer.from('P6\n# qemu\n4 2\n255\n');
+  const pixels = Buffer.from([255, 0, 0, 255, 0, 0, 0, 0, 255, 0, 0, 255, 255, 0, 0, 255, 0, 0, 0, 0, 255, 0, 0, 255]);
+  const img = parsePpm(Buffer.concat([header, pixels]));
+  assert.equal(img.width, 4);
+  assert.equal(img.height, 2);
+  assert.equal(hex(pixel(img, 0, 1)), '#ff0000');
+  assert.equal(hex(pixel(img, 3, 0)), '#0000ff');
+  assert.equal(coverage(img, { r: 250, g: 5, b: 5 }), 0.5);
+  assert.throws(() => pixel(img, 4, 0), RangeError);
+  assert.throws(() => parsePpm(Buffer.from('P3\n1 1\n255\n0 0 0')), /P6/);
+  assert.throws(() => parsePpm(Buffer.concat([header, pixels.subarray(0, 5)])), /truncated/);
+});
