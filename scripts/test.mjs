@@ -1,8 +1,9 @@
 // The whole test suite, as CI and `npm test` run it: build, type check, lint,
-// unit tests, then the integration tests where a real KVM is (the KVM lab on
-// machines without hardware virtualization). Ends with one summary line,
+// unit tests, the guest image (build, then a smoke boot under QEMU), then the
+// integration tests where a real KVM is (the KVM lab on machines without
+// hardware virtualization). Ends with one summary line,
 // "N passed, N failed, N skipped", and a non-zero exit code on any failure.
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 
 const RESULTS = 'dist/test-results';
@@ -29,12 +30,34 @@ const stages = [
     ],
     tap: `${RESULTS}/unit.tap`,
   },
+  { name: 'guest image build', argv: ['node', 'dist/guest-images/build.js'] },
+  { name: 'guest image smoke test (QEMU)', argv: ['node', 'dist/guest-images/smoke.js'], plainSummary: true },
   {
     name: 'integration tests (real KVM)',
     argv: ['node', 'dist/test/lab/run-integration.js'],
     tap: `${RESULTS}/integration.tap`,
   },
 ];
+
+/** Runs a command with its output passed through; returns its exit status and its stdout. */
+function run(argv) {
+  return new Promise((resolve) => {
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    child.stdout.on('data', (chunk) => {
+      process.stdout.write(chunk);
+      output += chunk;
+    });
+    child.on('error', (error) => resolve({ status: 127, output: String(error) }));
+    child.on('close', (status, signal) => resolve({ status: status ?? signal, output }));
+  });
+}
+
+/** Counts from a plain "N passed, N failed[, N skipped]" line. */
+function plainCounts(output) {
+  const match = [...output.matchAll(/(\d+) passed, (\d+) failed(?:, (\d+) skipped)?/g)].pop();
+  return match ? { pass: Number(match[1]), fail: Number(match[2]), skipped: Number(match[3] ?? 0) } : null;
+}
 
 function tapCounts(path) {
   const counts = { pass: 0, fail: 0, skipped: 0 };
@@ -58,14 +81,12 @@ for (const stage of stages) {
   }
   console.log(`\n=== ${stage.name} ===`);
   const t0 = Date.now();
-  const result = spawnSync(stage.argv[0], stage.argv.slice(1), { stdio: 'inherit' });
+  const result = await run(stage.argv);
   const seconds = ((Date.now() - t0) / 1000).toFixed(1);
   const ok = result.status === 0;
-  console.log(
-    `=== ${stage.name}: ${ok ? 'ok' : `FAILED (exit ${result.status ?? result.signal})`} in ${seconds} s ===`,
-  );
-  if (stage.tap) {
-    const counts = tapCounts(stage.tap);
+  console.log(`=== ${stage.name}: ${ok ? 'ok' : `FAILED (exit ${result.status})`} in ${seconds} s ===`);
+  if (stage.tap || stage.plainSummary) {
+    const counts = stage.tap ? tapCounts(stage.tap) : plainCounts(result.output);
     if (counts) for (const key of Object.keys(total)) total[key] += counts[key];
     // A stage that failed without reporting a failing test still counts as one failure.
     if (!ok && (!counts || counts.fail === 0)) total.fail += 1;
