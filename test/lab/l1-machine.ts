@@ -45,7 +45,6 @@ mkdir -p /newroot /lab
 mount -t 9p -o ${NINEP_OPTIONS} ${SHARE.control} /lab || { echo "lab: cannot mount control share"; poweroff -f; }
 mount -t 9p -o ${NINEP_OPTIONS},ro,cache=loose ${SHARE.hostRoot} /newroot || { echo "lab: cannot mount host root"; finish 125; }
 . /lab/${CONTROL_FILES.env}
-mount -t 9p -o ${NINEP_OPTIONS} ${SHARE.workDir} "/newroot$LAB_CWD" || { echo "lab: cannot mount $LAB_CWD"; finish 125; }
 mount -t proc proc /newroot/proc
 mount -t sysfs sysfs /newroot/sys
 mount -t devtmpfs devtmpfs /newroot/dev
@@ -54,6 +53,9 @@ mount -t devpts devpts /newroot/dev/pts
 mount -t tmpfs tmpfs /newroot/dev/shm
 mount -t tmpfs tmpfs /newroot/tmp
 mount -t tmpfs tmpfs /newroot/run
+# The working directory last: it may lie under one of the tmpfs mounts above (a clone in /tmp).
+mkdir -p "/newroot$LAB_CWD" 2>/dev/null
+mount -t 9p -o ${NINEP_OPTIONS} ${SHARE.workDir} "/newroot$LAB_CWD" || { echo "lab: cannot mount $LAB_CWD"; finish 125; }
 cp /lab/${CONTROL_FILES.command} /newroot/tmp/.belljar-lab-command.sh
 [ -e /dev/kvm ] || echo "lab: warning: /dev/kvm did not appear in L1"
 chroot /newroot /bin/sh /tmp/.belljar-lab-command.sh < /dev/null
