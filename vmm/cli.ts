@@ -7,11 +7,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { KernelLoadError } from './arch/x86_64/kernel-loader.js';
+import { KernelLoadError, type KernelLoadErrorCode } from './arch/x86_64/kernel-loader.js';
 import { BootParamsError } from './arch/x86_64/boot-params.js';
 import { ConfigError, DEFAULT_CMDLINE, DEFAULT_MEMORY_MIB, parseDiskSpec, parseVmConfig } from './config.js';
 import { EXIT_CODE } from './exit-codes.js';
 import { KvmError } from './kvm/kvm.js';
+import { GuestRamError } from './memory/guest-ram.js';
 import { Vm, VmError, type VmExit } from './vm.js';
 
 const USAGE = `usage: npm run vmm -- run [options]
@@ -30,6 +31,16 @@ exit codes: 0 poweroff or stopped, 1 VMM error, 2 bad input, 3 reboot, 4 triple 
 /** Ctrl-A then x ends the VM from an interactive terminal (as in QEMU). */
 const ESCAPE_PREFIX = 0x01;
 const ESCAPE_QUIT = 0x78;
+
+/** What each kernel loader failure means, said first in its message (the loader's detail follows). */
+const KERNEL_PROBLEMS: Record<KernelLoadErrorCode, string> = {
+  'bad-magic': 'is not a Linux kernel',
+  truncated: 'is truncated',
+  'old-protocol': 'uses too old a boot protocol',
+  'not-64-bit': 'is not a 64-bit kernel',
+  unsupported: 'is a kernel this VMM cannot boot',
+  'too-big': 'is too big for this VM',
+};
 
 function fail(code: number, message: string): never {
   process.stderr.write(`vmm: ${message}\n`);
@@ -70,11 +81,16 @@ function describe(exit: VmExit): string {
 }
 
 function parseCommandLine(argv: string[]) {
-  if (argv[0] !== 'run')
+  if (argv[0] === '--help' || argv[0] === '-h') {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  if (argv[0] !== 'run') {
     fail(
       EXIT_CODE.usage,
-      argv.length === 0 || argv[0] === '--help' ? USAGE : `unknown command ${JSON.stringify(argv[0])}\n${USAGE}`,
+      argv.length === 0 ? `no command given\n${USAGE}` : `unknown command ${JSON.stringify(argv[0])}\n${USAGE}`,
     );
+  }
   let parsed;
   try {
     parsed = parseArgs({
@@ -105,11 +121,23 @@ function parseCommandLine(argv: string[]) {
   }
   let raw: Record<string, unknown> = {};
   if (v.config !== undefined) {
+    let text = '';
     try {
-      raw = JSON.parse(readFileSync(v.config, 'utf8')) as Record<string, unknown>;
+      text = readFileSync(v.config, 'utf8');
     } catch (error) {
       fail(EXIT_CODE.usage, `cannot read the configuration ${v.config}: ${(error as Error).message}`);
     }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (error) {
+      fail(EXIT_CODE.usage, `the configuration ${v.config} is not valid JSON: ${(error as Error).message}`);
+    }
+    // The flags are merged into it below, which would throw on null, a number or a string.
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+      fail(EXIT_CODE.usage, `the configuration ${v.config} must be a JSON object`);
+    }
+    raw = json as Record<string, unknown>;
   }
   const number = (text: string | undefined, flag: string) => {
     if (text === undefined) return undefined;
@@ -187,7 +215,23 @@ async function main(): Promise<void> {
       },
     );
   } catch (error) {
-    if (error instanceof KernelLoadError || error instanceof BootParamsError || error instanceof ConfigError) {
+    if (error instanceof KernelLoadError) {
+      const detail = error.message.replace(/^kernel: /, '');
+      fail(
+        EXIT_CODE.usage,
+        detail.startsWith('not a Linux kernel')
+          ? `the kernel ${config.kernel} is ${detail}`
+          : `the kernel ${config.kernel} ${KERNEL_PROBLEMS[error.code]}: ${detail}`,
+      );
+    }
+    if (error instanceof BootParamsError && error.code === 'initrd-too-big' && config.initrd !== undefined) {
+      const detail = error.message.replace(/^boot params: /, '');
+      fail(
+        EXIT_CODE.usage,
+        `the initrd ${config.initrd} does not fit in the guest's ${config.memoryMiB} MiB of RAM (--mem): ${detail}`,
+      );
+    }
+    if (error instanceof BootParamsError || error instanceof ConfigError || error instanceof GuestRamError) {
       fail(EXIT_CODE.usage, error.message);
     }
     if (error instanceof VmError && /cannot (read|open)/.test(error.message)) fail(EXIT_CODE.usage, error.message);

@@ -71,13 +71,17 @@ export class Kvm {
       }
       throw new KvmError(`cannot open ${path}: ${libc.strerror(errno)} (errno ${errno})`, errno);
     }
-    const kvm = new Kvm(fd);
-    const version = ioctl(fd, C.KVM_GET_API_VERSION, 0, 'KVM_GET_API_VERSION');
+    const version = libc.ioctlInt(fd, C.KVM_GET_API_VERSION, 0);
+    if (version < 0) {
+      const errno = libc.errno();
+      libc.close(fd);
+      throw new KvmError(`${path} is not a KVM device (KVM_GET_API_VERSION: ${libc.strerror(errno)})`, errno);
+    }
     if (version !== C.KVM_API_VERSION) {
-      kvm.close();
+      libc.close(fd);
       throw new KvmError(`${path} speaks KVM API ${version}, expected ${C.KVM_API_VERSION}`);
     }
-    return kvm;
+    return new Kvm(fd);
   }
 
   checkExtension(capability: number): number {
