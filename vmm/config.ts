@@ -21,6 +21,8 @@ export interface VmConfig {
   readonly vcpus: number;
   /** Offer a virtio-rng so the guest has entropy at once. */
   readonly rng: boolean;
+  /** Deliver virtqueue notifications through ioeventfds (no exit to userspace). */
+  readonly ioeventfd: boolean;
 }
 
 /**
@@ -87,7 +89,7 @@ export function maxMemoryMiB(hostBytes = totalmem()): number {
 /** Validates a JSON-like object (from --config or the CLI flags) into a VmConfig. */
 export function parseVmConfig(raw: unknown, hostBytes = totalmem()): VmConfig {
   if (!isRecord(raw)) throw new ConfigError('the VM configuration must be a JSON object');
-  const known = new Set(['kernel', 'initrd', 'cmdline', 'disks', 'memoryMiB', 'vcpus', 'rng']);
+  const known = new Set(['kernel', 'initrd', 'cmdline', 'disks', 'memoryMiB', 'vcpus', 'rng', 'ioeventfd']);
   const unknown = Object.keys(raw).filter((k) => !known.has(k));
   if (unknown.length > 0) throw new ConfigError(`unknown configuration field(s): ${unknown.join(', ')}`);
 
@@ -112,6 +114,8 @@ export function parseVmConfig(raw: unknown, hostBytes = totalmem()): VmConfig {
   const vcpus = expectInteger(raw['vcpus'] ?? DEFAULT_VCPUS, 'vcpus', 1, MAX_VCPUS);
   const rng = raw['rng'] ?? true;
   if (typeof rng !== 'boolean') throw new ConfigError('rng must be true or false');
+  const ioeventfd = raw['ioeventfd'] ?? true;
+  if (typeof ioeventfd !== 'boolean') throw new ConfigError('ioeventfd must be true or false');
   const config: VmConfig = {
     kernel,
     cmdline,
@@ -119,6 +123,7 @@ export function parseVmConfig(raw: unknown, hostBytes = totalmem()): VmConfig {
     memoryMiB: expectInteger(memoryMiB, 'memoryMiB', MIN_MEMORY_MIB, limit),
     vcpus,
     rng,
+    ioeventfd,
   };
   return initrd === undefined ? config : { ...config, initrd };
 }

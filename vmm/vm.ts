@@ -28,6 +28,8 @@ import { Serial, SERIAL_PORT_COUNT } from './devices/legacy/serial.js';
 import { ACPI_SLEEP_PORT_COUNT, AcpiSleepRegisters, BootMarker, PvPanic } from './devices/legacy/system-ports.js';
 import { FileBlockBackend, VirtioBlock } from './devices/virtio/blk.js';
 import { VirtioMmioTransport } from './devices/virtio/mmio-transport.js';
+import { MMIO_QUEUE_NOTIFY } from './devices/virtio/constants.js';
+import { QueueNotifier } from './kvm/ioevent.js';
 import { VirtioRng } from './devices/virtio/rng.js';
 import type { VirtioDevice } from './devices/virtio/device.js';
 import * as C from './kvm/constants.js';
@@ -106,6 +108,7 @@ export class Vm {
   private flushScheduled = false;
   private readonly serial: Serial;
   private readonly virtio: VirtioSlotDevice[] = [];
+  private readonly notifiers: QueueNotifier[] = [];
 
   private constructor(
     private readonly kvm: Kvm,
@@ -181,6 +184,7 @@ export class Vm {
       kvm.requireExtensions(REQUIRED_CAPABILITIES);
       const supportedCpuid = kvm.supportedCpuid();
       const tscDeadline = kvm.checkExtension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+      const useIoeventfd = config.ioeventfd && kvm.checkExtension(C.KVM_CAP_IOEVENTFD) > 0;
       const vmFd = kvm.createVm();
       cleanup.push(() => vmFd.close());
       vmFd.setTssAddress(KVM_TSS_ADDRESS);
@@ -195,6 +199,15 @@ export class Vm {
         const transport = new VirtioMmioTransport(d.device, ram.memory, new KvmIrqLine(vmFd, slot.gsi));
         vm.mmio.insert(d.name, slot.base, VirtioMmioTransport.WINDOW_SIZE, transport);
         vm.virtio.push({ name: d.name, transport, ...(d.close ? { close: d.close } : {}) });
+        if (useIoeventfd) {
+          for (let queue = 0; queue < transport.queueCount; queue++) {
+            const notifier = new QueueNotifier(vmFd, slot.base + MMIO_QUEUE_NOTIFY, queue, () =>
+              transport.notifyQueue(queue),
+            );
+            vm.notifiers.push(notifier);
+            cleanup.push(() => notifier.close());
+          }
+        }
       });
       for (let id = 0; id < config.vcpus; id++) {
         const vcpu = vmFd.createVcpu(id);
@@ -267,6 +280,7 @@ export class Vm {
     void (async () => {
       await Promise.all(this.threads.map((t) => t.stop()));
       this.flushOutput();
+      for (const notifier of this.notifiers) notifier.close();
       for (const device of this.virtio) device.close?.();
       for (const vcpu of this.vcpus) vcpu.close();
       this.vm.close();

@@ -50,6 +50,11 @@ export const eventfd = libc.func('int eventfd(unsigned int initval, int flags)')
   initval: number,
   flags: number,
 ) => number;
+export const read = libc.func('long read(int fd, void *buf, size_t n)') as (
+  fd: number,
+  buf: Uint8Array,
+  n: number,
+) => number;
 export const pthreadSelf = libc.func('unsigned long pthread_self(void)') as () => bigint | number;
 export const pthreadKill = libc.func('int pthread_kill(unsigned long thread, int sig)') as (
   thread: bigint | number,
