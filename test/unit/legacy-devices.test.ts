@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Serial, SERIAL_RX_CAPACITY } from '../../vmm/devices/legacy/serial.js';
 import { I8042, I8042_COMMAND_OFFSET } from '../../vmm/devices/legacy/i8042.js';
-import { AcpiSleepRegisters, PvPanic, BootMarker, ACPI_S5_SLEEP_TYPE } from '../../vmm/devices/legacy/system-ports.js';
+import { AcpiSleepRegisters, PvPanic, BootMarker } from '../../vmm/devices/legacy/system-ports.js';
+import { ACPI_S5_SLEEP_TYPE } from '../../vmm/arch/x86_64/layout.js';
 import type { IrqLine } from '../../vmm/devices/bus.js';
 
 class RecordingIrq implements IrqLine {

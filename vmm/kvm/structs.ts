@@ -53,19 +53,23 @@ export type Sregs = Record<(typeof SEGMENT_NAMES)[number], Segment> &
   Record<'gdt' | 'idt', DescriptorTable> &
   Record<(typeof CONTROL_NAMES)[number], bigint> & { interruptBitmap: [bigint, bigint, bigint, bigint] };
 
+/** One struct kvm_cpuid_entry2. */
 export interface CpuidEntry {
-  function: number;
-  index: number;
-  flags: number;
-  eax: number;
-  ebx: number;
-  ecx: number;
-  edx: number;
+  /** The leaf (EAX input). */
+  readonly function: number;
+  /** The subleaf (ECX input); meaningful when flags has SIGNIFICANT_INDEX. */
+  readonly index: number;
+  readonly flags: number;
+  readonly eax: number;
+  readonly ebx: number;
+  readonly ecx: number;
+  readonly edx: number;
 }
 
+/** One struct kvm_msr_entry. */
 export interface MsrEntry {
-  index: number;
-  value: bigint;
+  readonly index: number;
+  readonly value: bigint;
 }
 
 /** The parts of `struct kvm_fpu` the VMM sets at boot; the rest is zero. */

@@ -17,18 +17,8 @@
 
 import { MAX_VCPUS } from './layout.js';
 
-/** One struct kvm_cpuid_entry2. */
-export interface CpuidEntry {
-  /** The leaf (EAX input). */
-  readonly function: number;
-  /** The subleaf (ECX input); meaningful when flags has SIGNIFICANT_INDEX. */
-  readonly index: number;
-  readonly flags: number;
-  readonly eax: number;
-  readonly ebx: number;
-  readonly ecx: number;
-  readonly edx: number;
-}
+import type { CpuidEntry } from '../../kvm/structs.js';
+export type { CpuidEntry };
 
 /** kvm_cpuid_entry2.flags bit 0: `index` selects the subleaf. */
 export const KVM_CPUID_FLAG_SIGNIFICANT_INDEX = 1;

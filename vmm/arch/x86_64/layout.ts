@@ -164,8 +164,8 @@ export const MAX_VCPUS = 128;
 
 /** COM1: 16550 UART, eight registers, the kernel console (`console=ttyS0`). */
 export const SERIAL_COM1_PORT = 0x3f8;
-/** Ports used by the UART. */
-export const SERIAL_PORT_COUNT = 8;
+/** Ports used by the UART (the 16550's register count, defined with the device). */
+export { SERIAL_PORT_COUNT } from '../../devices/legacy/serial.js';
 /** COM1's ISA IRQ (= GSI 4: no override). */
 export const SERIAL_COM1_IRQ = 4;
 

@@ -25,10 +25,8 @@ export const MTRR_ENABLE = 1n << 11n;
 /** Memory type write-back (6), in IA32_MTRR_DEF_TYPE bits 7:0. */
 export const MTRR_MEM_TYPE_WB = 6n;
 
-export interface MsrEntry {
-  readonly index: number;
-  readonly value: bigint;
-}
+import type { MsrEntry } from '../../kvm/structs.js';
+export type { MsrEntry };
 
 export const BOOT_MSRS: readonly MsrEntry[] = [
   { index: MSR_IA32_SYSENTER_CS, value: 0n },

@@ -7,13 +7,14 @@
  *   which the VMM timestamps (boot-time measurements).
  */
 import type { BusDevice } from '../bus.js';
-
-/** ACPI 6.x, 4.8.3.7: sleep control register fields. */
-const SLEEP_TYPE_SHIFT = 2;
-const SLEEP_TYPE_MASK = 0x1c;
-const SLEEP_ENABLE = 0x20;
-/** The SLP_TYP value the DSDT's `_S5_` package gives for soft-off. */
-export const ACPI_S5_SLEEP_TYPE = 5;
+import {
+  ACPI_S5_SLEEP_TYPE,
+  ACPI_SLEEP_CONTROL_SLP_EN,
+  ACPI_SLEEP_CONTROL_SLP_TYP_MASK,
+  ACPI_SLEEP_CONTROL_SLP_TYP_SHIFT,
+  PVPANIC_CRASH_LOADED,
+  PVPANIC_PANICKED,
+} from '../../arch/x86_64/layout.js';
 
 /** Control register at offset 0, status register at offset 1 (8 bits each). */
 export const ACPI_SLEEP_PORT_COUNT = 2;
@@ -28,14 +29,10 @@ export class AcpiSleepRegisters implements BusDevice {
   write(offset: number, data: Uint8Array): void {
     if (offset !== 0 || data.length !== 1) return;
     const value = data[0]!;
-    const sleepType = (value & SLEEP_TYPE_MASK) >> SLEEP_TYPE_SHIFT;
-    if (value & SLEEP_ENABLE && sleepType === ACPI_S5_SLEEP_TYPE) this.onPowerOff();
+    const sleepType = (value & ACPI_SLEEP_CONTROL_SLP_TYP_MASK) >> ACPI_SLEEP_CONTROL_SLP_TYP_SHIFT;
+    if (value & ACPI_SLEEP_CONTROL_SLP_EN && sleepType === ACPI_S5_SLEEP_TYPE) this.onPowerOff();
   }
 }
-
-/** pvpanic event bits (QEMU's pvpanic spec). */
-export const PVPANIC_PANICKED = 1 << 0;
-export const PVPANIC_CRASH_LOADED = 1 << 1;
 
 export class PvPanic implements BusDevice {
   constructor(private readonly onEvent: (event: 'panicked' | 'crash-loaded') => void) {}
