@@ -241,6 +241,20 @@ export class Vm {
     }
   }
 
+  /**
+   * Pauses every vCPU (each is kicked out of the guest and waits); devices
+   * keep their state. Guest time stands still as far as the vCPUs go.
+   */
+  pause(): void {
+    if (this.finished) return;
+    for (const thread of this.threads) thread.pause();
+  }
+
+  resume(): void {
+    if (this.finished) return;
+    for (const thread of this.threads) thread.resume();
+  }
+
   /** Bytes for the guest's serial console; returns how many were taken. */
   serialInput(bytes: Uint8Array): number {
     return this.serial.input(bytes);
