@@ -23,7 +23,25 @@ export interface VmConfig {
   readonly rng: boolean;
   /** Deliver virtqueue notifications through ioeventfds (no exit to userspace). */
   readonly ioeventfd: boolean;
+  /** A virtio-gpu display of this size (omitted: no display). */
+  readonly display?: DisplayConfig;
+  /** A virtio-input keyboard and absolute pointer. */
+  readonly input: boolean;
+  /** A virtio-vsock device with this guest CID (omitted: no vsock). */
+  readonly vsockCid?: number;
 }
+
+export interface DisplayConfig {
+  readonly width: number;
+  readonly height: number;
+}
+
+/** The display sizes a guest may be given (virtio-gpu's own clamp is the same). */
+export const MIN_DISPLAY_SIDE = 64;
+export const MAX_DISPLAY_SIDE = 3840;
+/** The first guest CID; 0–2 are reserved (hypervisor, local, host). */
+export const MIN_GUEST_CID = 3;
+const MAX_GUEST_CID = 0xffff_fffe;
 
 /**
  * The default kernel command line: serial console, reboot through the i8042,
@@ -89,7 +107,19 @@ export function maxMemoryMiB(hostBytes = totalmem()): number {
 /** Validates a JSON-like object (from --config or the CLI flags) into a VmConfig. */
 export function parseVmConfig(raw: unknown, hostBytes = totalmem()): VmConfig {
   if (!isRecord(raw)) throw new ConfigError('the VM configuration must be a JSON object');
-  const known = new Set(['kernel', 'initrd', 'cmdline', 'disks', 'memoryMiB', 'vcpus', 'rng', 'ioeventfd']);
+  const known = new Set([
+    'kernel',
+    'initrd',
+    'cmdline',
+    'disks',
+    'memoryMiB',
+    'vcpus',
+    'rng',
+    'ioeventfd',
+    'display',
+    'input',
+    'vsockCid',
+  ]);
   const unknown = Object.keys(raw).filter((k) => !known.has(k));
   if (unknown.length > 0) throw new ConfigError(`unknown configuration field(s): ${unknown.join(', ')}`);
 
@@ -99,8 +129,29 @@ export function parseVmConfig(raw: unknown, hostBytes = totalmem()): VmConfig {
   if (typeof cmdline !== 'string') throw new ConfigError('cmdline must be a string');
   const disksRaw = raw['disks'] ?? [];
   if (!Array.isArray(disksRaw)) throw new ConfigError('disks must be an array');
-  const maxDisks = VIRTIO_MMIO_SLOT_COUNT - 1; // one slot stays for virtio-rng
-  if (disksRaw.length > maxDisks) throw new ConfigError(`at most ${maxDisks} disks, got ${disksRaw.length}`);
+  const rng = raw['rng'] ?? true;
+  if (typeof rng !== 'boolean') throw new ConfigError('rng must be true or false');
+  const input = raw['input'] ?? false;
+  if (typeof input !== 'boolean') throw new ConfigError('input must be true or false');
+  let display: DisplayConfig | undefined;
+  if (raw['display'] !== undefined) {
+    const d = raw['display'];
+    if (!isRecord(d)) throw new ConfigError('display must be an object {width, height}');
+    display = {
+      width: expectInteger(d['width'], 'display.width', MIN_DISPLAY_SIDE, MAX_DISPLAY_SIDE),
+      height: expectInteger(d['height'], 'display.height', MIN_DISPLAY_SIDE, MAX_DISPLAY_SIDE),
+    };
+  }
+  const vsockCid =
+    raw['vsockCid'] === undefined
+      ? undefined
+      : expectInteger(raw['vsockCid'], 'vsockCid', MIN_GUEST_CID, MAX_GUEST_CID);
+  // Every virtio device takes one of the fixed virtio-mmio slots; disks get what is left.
+  const otherDevices = (rng ? 1 : 0) + (display ? 1 : 0) + (input ? 2 : 0) + (vsockCid === undefined ? 0 : 1);
+  const maxDisks = VIRTIO_MMIO_SLOT_COUNT - otherDevices;
+  if (disksRaw.length > maxDisks) {
+    throw new ConfigError(`at most ${maxDisks} disks with these devices, got ${disksRaw.length}`);
+  }
   const disks = disksRaw.map(parseDisk);
 
   const limit = maxMemoryMiB(hostBytes);
@@ -112,8 +163,6 @@ export function parseVmConfig(raw: unknown, hostBytes = totalmem()): VmConfig {
     );
   }
   const vcpus = expectInteger(raw['vcpus'] ?? DEFAULT_VCPUS, 'vcpus', 1, MAX_VCPUS);
-  const rng = raw['rng'] ?? true;
-  if (typeof rng !== 'boolean') throw new ConfigError('rng must be true or false');
   const ioeventfd = raw['ioeventfd'] ?? true;
   if (typeof ioeventfd !== 'boolean') throw new ConfigError('ioeventfd must be true or false');
   const config: VmConfig = {
@@ -124,6 +173,9 @@ export function parseVmConfig(raw: unknown, hostBytes = totalmem()): VmConfig {
     vcpus,
     rng,
     ioeventfd,
+    input,
+    ...(display ? { display } : {}),
+    ...(vsockCid === undefined ? {} : { vsockCid }),
   };
   return initrd === undefined ? config : { ...config, initrd };
 }

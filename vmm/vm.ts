@@ -31,6 +31,9 @@ import { VirtioMmioTransport } from './devices/virtio/mmio-transport.js';
 import { MMIO_QUEUE_NOTIFY } from './devices/virtio/constants.js';
 import { QueueNotifier } from './kvm/ioevent.js';
 import { VirtioRng } from './devices/virtio/rng.js';
+import { VirtioGpu } from './devices/virtio/gpu/gpu.js';
+import { VirtioInput } from './devices/virtio/input/input.js';
+import { VirtioVsock } from './devices/virtio/vsock/device.js';
 import type { VirtioDevice } from './devices/virtio/device.js';
 import * as C from './kvm/constants.js';
 import { cpuHardwareVirtualization } from './kvm/host.js';
@@ -61,6 +64,13 @@ export type VmExit =
   | { readonly kind: 'panic' }
   | { readonly kind: 'stopped' }
   | { readonly kind: 'error'; readonly detail: string };
+
+export interface VmDevices {
+  readonly gpu?: VirtioGpu;
+  readonly keyboard?: VirtioInput;
+  readonly pointer?: VirtioInput;
+  readonly vsock?: VirtioVsock;
+}
 
 export class VmError extends Error {
   override name = 'VmError';
@@ -119,6 +129,8 @@ export class Vm {
     private readonly pio: Bus,
     private readonly mmio: Bus,
     createdAt: number,
+    /** The interactive devices, for the app (display frames, input, vsock). */
+    readonly devices: VmDevices = {},
   ) {
     this.timings = { createdAt, startedAt: null, initReachedAt: null };
     this.exit = new Promise((resolve) => (this.resolveExit = resolve));
@@ -162,6 +174,15 @@ export class Vm {
         close: () => b.backend.close(),
       }));
       if (config.rng) devices.push({ name: 'virtio-rng', device: new VirtioRng() });
+      const gpu = config.display ? new VirtioGpu(config.display) : undefined;
+      if (gpu) devices.push({ name: 'virtio-gpu', device: gpu });
+      const keyboard = config.input ? VirtioInput.keyboard() : undefined;
+      const pointer = config.input ? VirtioInput.tablet() : undefined;
+      if (keyboard && pointer) {
+        devices.push({ name: 'virtio-keyboard', device: keyboard }, { name: 'virtio-pointer', device: pointer });
+      }
+      const vsock = config.vsockCid === undefined ? undefined : new VirtioVsock({ guestCid: config.vsockCid });
+      if (vsock) devices.push({ name: 'virtio-vsock', device: vsock, close: () => vsock.dispose() });
       const slots = devices.map((_, i) => virtioMmioSlot(i));
       const ram = allocateGuestRam(config.memoryMiB * MiB);
       const boot = setupLinuxBoot(ram.memory, {
@@ -193,7 +214,12 @@ export class Vm {
       vmFd.createPit2();
       vmFd.setUserMemoryRegion(0, 0, ram.size, ram.hostAddress);
 
-      const vm = new Vm(kvm, vmFd, ram, [], io, new Bus('pio'), new Bus('mmio'), createdAt);
+      const vm = new Vm(kvm, vmFd, ram, [], io, new Bus('pio'), new Bus('mmio'), createdAt, {
+        ...(gpu ? { gpu } : {}),
+        ...(keyboard ? { keyboard } : {}),
+        ...(pointer ? { pointer } : {}),
+        ...(vsock ? { vsock } : {}),
+      });
       devices.forEach((d, i) => {
         const slot = slots[i]!;
         const transport = new VirtioMmioTransport(d.device, ram.memory, new KvmIrqLine(vmFd, slot.gsi));
