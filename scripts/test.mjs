@@ -30,12 +30,42 @@ const stages = [
     ],
     tap: `${RESULTS}/unit.tap`,
   },
+  {
+    // The renderer in Debian's Chromium (Playwright), fed a recorded frame stream: fast UI tests.
+    name: 'renderer tests (Chromium)',
+    argv: [
+      'node',
+      '--test',
+      '--test-reporter=spec',
+      '--test-reporter-destination=stdout',
+      '--test-reporter=tap',
+      `--test-reporter-destination=${RESULTS}/renderer.tap`,
+      'dist/test/renderer/',
+    ],
+    tap: `${RESULTS}/renderer.tap`,
+    when: 'test/renderer',
+  },
   { name: 'guest image build', argv: ['node', 'dist/guest-images/build.js'] },
   { name: 'guest image smoke test (QEMU)', argv: ['node', 'dist/guest-images/smoke.js'], plainSummary: true },
   {
     name: 'integration tests (real KVM)',
     argv: ['node', 'dist/test/lab/run-integration.js'],
     tap: `${RESULTS}/integration.tap`,
+  },
+  {
+    // The whole app (test bridge + real VMMs in the lab) driven through Chromium.
+    name: 'end-to-end tests (Chromium + real KVM)',
+    argv: [
+      'node',
+      '--test',
+      '--test-reporter=spec',
+      '--test-reporter-destination=stdout',
+      '--test-reporter=tap',
+      `--test-reporter-destination=${RESULTS}/e2e.tap`,
+      'dist/test/e2e/',
+    ],
+    tap: `${RESULTS}/e2e.tap`,
+    when: 'test/e2e',
   },
 ];
 
