@@ -21,14 +21,7 @@ export const BRIDGE_FRAMES_IN_FLIGHT = 2;
 export const BRIDGE_MAX_TEXT_BYTES = 64 * 1024;
 
 export type BridgeMethod =
-  | 'listSandboxes'
-  | 'open'
-  | 'pickAndOpenFile'
-  | 'close'
-  | 'input'
-  | 'resize'
-  | 'attachDisplay'
-  | 'detachDisplay';
+  'listSandboxes' | 'open' | 'pickAndOpenFile' | 'close' | 'input' | 'resize' | 'attachDisplay' | 'detachDisplay';
 
 export const BRIDGE_METHODS: readonly BridgeMethod[] = [
   'listSandboxes',

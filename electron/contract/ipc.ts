@@ -25,7 +25,8 @@ export type SandboxId = string;
 export type SandboxState = 'starting' | 'running' | 'closing' | 'closed' | 'failed';
 
 /** What the user opened. */
-export type OpenRequest = { readonly kind: 'file'; readonly path: string } | { readonly kind: 'url'; readonly url: string };
+export type OpenRequest =
+  { readonly kind: 'file'; readonly path: string } | { readonly kind: 'url'; readonly url: string };
 
 /** Where a sandbox is in its start: one step after another, for the progress bar. */
 export type BootStage = 'preparing' | 'booting' | 'guest-ready' | 'opening' | 'shown';
