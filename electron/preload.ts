@@ -1,11 +1,10 @@
 // Preload: exposes the small `window.belljar` API and nothing else. Bundled
 // to CommonJS (dist/electron/preload.cjs): sandboxed preloads cannot be ES
-// modules or load files of their own.
+// modules or load files of their own. The API itself is in app/preload-api.ts.
 import { contextBridge, ipcRenderer } from 'electron';
-import { IPC_CHANNELS, type BelljarApi, type SandboxSummary } from './contract/ipc.js';
+import { createBelljarApi } from './app/preload-api.js';
 
-const api: BelljarApi = {
-  listSandboxes: () => ipcRenderer.invoke(IPC_CHANNELS.listSandboxes) as Promise<readonly SandboxSummary[]>,
-};
-
-contextBridge.exposeInMainWorld('belljar', api);
+contextBridge.exposeInMainWorld(
+  'belljar',
+  createBelljarApi(ipcRenderer, (message) => console.warn(`belljar: ${message}`)),
+);
