@@ -18,6 +18,7 @@ export const ROOTFS_PACKAGES: readonly string[] = [
   'xwayland', // cage 0.1.4 execs Xwayland at start and fails without it
   'fonts-dejavu-core',
   'socat', // vsock ↔ stdio and the guest-local proxy forwarder
+  'udev', // classifies the virtio keyboard and pointer: libinput (in cage) ignores devices udev has not seen
 ];
 
 /**
@@ -110,6 +111,10 @@ export const CHROMIUM_FLAGS: readonly string[] = [
   `--remote-debugging-port=${DEVTOOLS_PORT}`,
   '--remote-debugging-address=127.0.0.1',
   `--proxy-server=http://127.0.0.1:${GUEST_PROXY_PORT}`,
+  // Chromium sends loopback addresses around the proxy by default. In the guest
+  // that is the guest's own loopback (its DevTools port): send them to the host's
+  // proxy too, which refuses loopback (or, in tests, reaches an allowed fixture).
+  '--proxy-bypass-list=<-loopback>',
 ];
 
 /**

@@ -87,6 +87,14 @@ arg() { for w in $(cat /proc/cmdline); do case "$w" in "$1"=*) echo "\${w#*=}"; 
 TRANSPORT=$(arg belljar.agent)
 OPEN=$(arg belljar.open)
 
+# udev tags the input devices (keyboard, pointer) for libinput: cage gets no
+# input from devices udev has not processed. Only input and DRM are triggered.
+if /usr/lib/systemd/systemd-udevd --daemon --resolve-names=never > /dev/null 2>&1; then
+  udevadm trigger --type=devices --action=add --subsystem-match=input --subsystem-match=drm
+  udevadm settle --timeout=10
+fi
+mark udev
+
 # seatd hands the DRM and input devices to cage, which must not run as root.
 seatd -u ${name} -g ${name} > /dev/console 2>&1 &
 i=0; while [ ! -S /run/seatd.sock ] && [ $i -lt 100 ]; do $BB sleep 0.05; i=$((i + 1)); done
