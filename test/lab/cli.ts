@@ -8,9 +8,23 @@ import { spawn } from 'node:child_process';
 import { detectHostKvm } from './host-kvm.js';
 import { LAB_EXIT, runInLab } from './lab.js';
 
-const argv = process.argv.slice(2);
+const USAGE = `usage: npm run lab -- [--forward PORT]... <command> [args...]
+  runs <command> where a real KVM is available
+  --forward PORT   forward the host's 127.0.0.1:PORT to PORT inside the lab (serve on 0.0.0.0 there)`;
+
+let argv = process.argv.slice(2);
+const forwardPorts: number[] = [];
+while (argv[0] === '--forward') {
+  const port = Number(argv[1]);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    console.error(`lab: --forward needs a port number, got ${JSON.stringify(argv[1] ?? '')}\n${USAGE}`);
+    process.exit(2);
+  }
+  forwardPorts.push(port);
+  argv = argv.slice(2);
+}
 if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h') {
-  console.error('usage: npm run lab -- <command> [args...]\n  runs <command> where a real KVM is available');
+  console.error(USAGE);
   process.exit(argv.length === 0 ? 2 : 0);
 }
 
@@ -30,7 +44,7 @@ if (host.mode === 'direct') {
   const abort = new AbortController();
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => abort.abort());
   try {
-    const result = await runInLab({ argv, signal: abort.signal, log: say });
+    const result = await runInLab({ argv, signal: abort.signal, log: say, forwardPorts });
     const boot = result.bootSeconds === null ? 'n/a' : `${result.bootSeconds.toFixed(1)} s`;
     say(`exit ${result.exitCode}; L1 boot to command start ${boot}; total ${result.totalSeconds.toFixed(1)} s`);
     process.exitCode = result.exitCode;

@@ -12,8 +12,15 @@ import { buildBusyboxInitramfs, BUSYBOX_STATIC } from '../../guest-images/busybo
 import { cachedDir, inputKey } from '../../guest-images/cache.js';
 import { debianKernel, type DebianKernel } from '../../guest-images/debian-kernel.js';
 
-/** L1 needs KVM for AMD, and 9p over virtio-mmio to see the host. */
-export const L1_MODULES = ['kvm-amd', 'virtio_mmio', '9pnet_virtio', '9p'] as const;
+/**
+ * L1 needs KVM for AMD, 9p over virtio-mmio to see the host, and virtio-net
+ * for the ports a test forwards from the host (QEMU user networking).
+ */
+export const L1_MODULES = ['kvm-amd', 'virtio_mmio', '9pnet_virtio', '9p', 'virtio_net'] as const;
+
+/** L1's address on QEMU's user network (its fixed default), where forwarded ports arrive. */
+export const L1_GUEST_ADDRESS = '10.0.2.15';
+const L1_GUEST_PREFIX = 24;
 
 /** 9p mount tags, and the paths inside L1. */
 export const SHARE = {
@@ -42,6 +49,9 @@ set -u
 # Silence the console before powering off: the kernel's "Power down" is not the command's output.
 finish() { echo "\${1:-125}" > /lab/${CONTROL_FILES.exitCode}; sync; echo 0 > /proc/sys/kernel/printk; poweroff -f; }
 mkdir -p /newroot /lab
+# Loopback for local servers (the egress proxy's test fixtures); eth0 only when ports are forwarded.
+ip link set lo up
+if [ -e /sys/class/net/eth0 ]; then ip link set eth0 up && ip addr add ${L1_GUEST_ADDRESS}/${L1_GUEST_PREFIX} dev eth0; fi
 mount -t 9p -o ${NINEP_OPTIONS} ${SHARE.control} /lab || { echo "lab: cannot mount control share"; poweroff -f; }
 mount -t 9p -o ${NINEP_OPTIONS},ro,cache=loose ${SHARE.hostRoot} /newroot || { echo "lab: cannot mount host root"; finish 125; }
 . /lab/${CONTROL_FILES.env}
@@ -88,6 +98,8 @@ export interface L1MachineOptions {
   readonly controlDir: string;
   readonly memoryMiB: number;
   readonly cpus: number;
+  /** TCP ports forwarded from the host's 127.0.0.1 to the same port on L1 (for a browser outside). */
+  readonly forwardPorts?: readonly number[];
 }
 
 /**
@@ -140,5 +152,22 @@ export function l1QemuArgs(options: L1MachineOptions): string[] {
     ...share('root', '/', SHARE.hostRoot, true),
     ...share('work', workDir, SHARE.workDir, false),
     ...share('ctl', controlDir, SHARE.control, false),
+    ...network(options.forwardPorts ?? []),
+  ];
+}
+
+/**
+ * QEMU user networking with `restrict=on`: L1 reaches neither the host nor
+ * the outside; only the listed host ports (bound to the host's loopback) are
+ * forwarded in.
+ */
+function network(ports: readonly number[]): string[] {
+  if (ports.length === 0) return [];
+  const forwards = ports.map((port) => `hostfwd=tcp:127.0.0.1:${port}-${L1_GUEST_ADDRESS}:${port}`);
+  return [
+    '-netdev',
+    ['user', 'id=net0', 'restrict=on', ...forwards].join(','),
+    '-device',
+    'virtio-net-device,netdev=net0',
   ];
 }

@@ -30,6 +30,8 @@ export interface LabRunOptions {
   readonly output?: (chunk: string) => void;
   readonly log?: (line: string) => void;
   readonly signal?: AbortSignal;
+  /** Host TCP ports (on 127.0.0.1) forwarded to the same ports inside L1. */
+  readonly forwardPorts?: readonly number[];
 }
 
 export interface LabRunResult {
@@ -83,6 +85,7 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
       controlDir,
       memoryMiB: options.memoryMiB ?? DEFAULT_LAB_MEMORY_MIB,
       cpus: DEFAULT_LAB_CPUS,
+      ...(options.forwardPorts ? { forwardPorts: options.forwardPorts } : {}),
     });
     const qemu = spawn(QEMU, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let bootSeconds: number | null = null;
