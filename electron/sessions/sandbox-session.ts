@@ -48,6 +48,10 @@ export class SandboxSession {
   display: { width: number; height: number } | undefined;
   /** ms since the VMM process started, for the report: agent ready, first frame with content. */
   readonly timings: { guestReadyMs?: number; firstContentMs?: number; shownMs?: number } = {};
+  /** The guest's last console output when it ended badly (for diagnosis; untrusted text). */
+  consoleTail: string | undefined;
+  /** Input events and display resizes passed to the VMM (diagnostics). */
+  readonly counts = { inputEvents: 0, resizes: 0, frames: 0 };
   private readonly child: ChildProcess;
   private sink: DisplaySink | null = null;
   /** Acknowledgements owed to the VMM for frames handed to the current sink. */
@@ -121,11 +125,15 @@ export class SandboxSession {
   }
 
   input(events: readonly InputEvent[]): void {
-    if (this.state === 'running' || this.state === 'starting') this.post({ type: 'input', events });
+    if (this.state !== 'running' && this.state !== 'starting') return;
+    this.counts.inputEvents += events.length;
+    this.post({ type: 'input', events });
   }
 
   resize(width: number, height: number): void {
-    if (this.state === 'running' || this.state === 'starting') this.post({ type: 'resize', width, height });
+    if (this.state !== 'running' && this.state !== 'starting') return;
+    this.counts.resizes++;
+    this.post({ type: 'resize', width, height });
   }
 
   attachDisplay(sink: DisplaySink): () => void {
@@ -189,11 +197,13 @@ export class SandboxSession {
         break;
       case 'exit':
         this.exitReport = message;
+        if (message.console) this.consoleTail = message.console;
         break;
     }
   }
 
   private onFrame(frame: FrameMessage): void {
+    this.counts.frames++;
     if (frame.enabled && (this.display?.width !== frame.width || this.display?.height !== frame.height)) {
       this.display = { width: frame.width, height: frame.height };
       this.events.changed();
@@ -223,7 +233,8 @@ export class SandboxSession {
     if (report?.kind === 'error') reason = report.detail ?? 'the VMM failed';
     else if (report?.kind === 'poweroff') reason = 'the sandbox shut itself down';
     else if (report?.kind === 'panic') reason = 'the sandbox’s system crashed (kernel panic)';
-    else if (report?.kind === 'reboot' || report?.kind === 'triple-fault') reason = 'the sandbox’s system reset itself';
+    else if (report?.kind === 'reboot') reason = 'the sandbox’s system restarted itself';
+    else if (report?.kind === 'triple-fault') reason = 'the sandbox’s processor reset (triple fault)';
     else if (signal) reason = `the VMM process was killed (${signal})`;
     else reason = `the VMM process ended unexpectedly (exit code ${code})`;
     const lastError = this.stderrTail.trim().split('\n').pop();

@@ -1,0 +1,323 @@
+/**
+ * End to end: the real renderer in Debian's Chromium (Playwright), the real
+ * session service behind the test bridge, a real VMM booting the guest
+ * image. The VMM needs a real KVM, so the bridge runs inside the KVM lab
+ * (directly on hosts with hardware KVM) and its port is forwarded to this
+ * machine's loopback, where the browser runs.
+ *
+ * Open a fixture HTML file through the UI → the canvas shows it (pixel
+ * checks on a screenshot) → click and type into it → the page reacts on the
+ * canvas → close the tab → the VMM process is gone and its temp files removed.
+ */
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
+import { PNG } from 'pngjs';
+import { findGuestImage } from '../../electron/sessions/guest-image.js';
+import { detectHostKvm } from '../lab/host-kvm.js';
+import { runInLab } from '../lab/lab.js';
+import { LAB_SIDE_READY } from './lab-side-ready.js';
+
+const FIXTURE = new URL('../../../test/fixtures/guest/interactive-page.html', import.meta.url).pathname;
+const RESULTS = 'dist/test-results';
+const LAB_SIDE = 'dist/test/e2e/lab-side.js';
+/** L1 boot plus Node start in the lab. */
+const BRIDGE_READY_MS = 120_000;
+/** Chromium in the guest under nested virtualization on a software CPU takes minutes. */
+const PAGE_SHOWN_MS = 420_000;
+const REACTION_MS = 90_000;
+const TEST_TIMEOUT_MS = 15 * 60_000;
+
+type Rgb = readonly [number, number, number];
+type Region = readonly [number, number, number, number];
+/** The fixture's regions (fractions of the guest screen) and colours; see interactive-page.html. */
+const BUTTON: Region = [0.07, 0.07, 0.43, 0.43];
+const STATUS: Region = [0.57, 0.07, 0.93, 0.43];
+const FIELD: Region = [0.07, 0.57, 0.93, 0.88];
+const ORANGE: Rgb = [0xff, 0x88, 0x00];
+const GREEN: Rgb = [0x00, 0xc0, 0x00];
+const GREY: Rgb = [0x80, 0x80, 0x80];
+const MAGENTA: Rgb = [0xc0, 0x00, 0xc0];
+const WHITE: Rgb = [0xff, 0xff, 0xff];
+/** Browser screenshots are scaled: allow for filtering at the edges. */
+const TOLERANCE = 24;
+
+function skipReason(): string | undefined {
+  const image = findGuestImage();
+  if ('missing' in image) return image.missing;
+  return undefined;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** Share of a region's pixels within tolerance of a colour, in a PNG screenshot of the display. */
+function coverage(png: PNG, rgb: Rgb, region: Region): number {
+  const [x0, y0, x1, y1] = [
+    region[0] * png.width,
+    region[1] * png.height,
+    region[2] * png.width,
+    region[3] * png.height,
+  ];
+  let hits = 0;
+  let total = 0;
+  for (let y = Math.round(y0); y < y1; y += 3) {
+    for (let x = Math.round(x0); x < x1; x += 3) {
+      const i = (y * png.width + x) * 4;
+      total++;
+      if (rgb.every((v, k) => Math.abs(png.data[i + k]! - v) <= TOLERANCE)) hits++;
+    }
+  }
+  return total === 0 ? 0 : hits / total;
+}
+
+async function shot(display: Locator): Promise<PNG> {
+  return PNG.sync.read(await display.screenshot());
+}
+
+async function until(what: string, ms: number, check: () => Promise<boolean>, detail: () => string): Promise<number> {
+  const started = performance.now();
+  while (!(await check())) {
+    if (performance.now() - started > ms) throw new Error(`${what}: not within ${ms / 1000} s (${detail()})`);
+    await sleep(1000);
+  }
+  return performance.now() - started;
+}
+
+interface LabSide {
+  readonly url: Promise<string>;
+  readonly output: () => string;
+  readonly done: Promise<number>;
+  stop(): void;
+}
+
+/** Starts the bridge where a real KVM is: in the lab (ports forwarded) or directly. */
+function startLabSide(port: number, diagPort: number): LabSide {
+  let output = '';
+  let resolveUrl!: (url: string) => void;
+  const url = new Promise<string>((resolve) => (resolveUrl = resolve));
+  const onOutput = (chunk: string) => {
+    output += chunk;
+    // Complete lines only: the URL may arrive split across chunks.
+    const line = output
+      .split('\n')
+      .slice(0, -1)
+      .find((l) => l.startsWith(LAB_SIDE_READY));
+    if (line) resolveUrl(line.slice(LAB_SIDE_READY.length).trim());
+  };
+  const args = ['--port', String(port), '--diag-port', String(diagPort), '--pick-file', FIXTURE];
+  if (detectHostKvm().mode === 'direct') {
+    const child: ChildProcess = spawn('node', [LAB_SIDE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.setEncoding('utf8').on('data', onOutput);
+    child.stderr!.setEncoding('utf8').on('data', onOutput);
+    return {
+      url,
+      output: () => output,
+      done: new Promise((resolve) => child.on('exit', (code) => resolve(code ?? 1))),
+      stop: () => child.kill('SIGKILL'),
+    };
+  }
+  const abort = new AbortController();
+  const done = runInLab({
+    argv: ['node', LAB_SIDE, ...args, '--host', '0.0.0.0'],
+    forwardPorts: [port, diagPort],
+    timeoutMs: TEST_TIMEOUT_MS,
+    output: onOutput,
+    log: (line) => onOutput(`[lab] ${line}\n`),
+    signal: abort.signal,
+  }).then((result) => result.exitCode);
+  return { url, output: () => output, done, stop: () => abort.abort() };
+}
+
+/** The lab's L1 kernel sometimes panics under nested SVM on the software CPU (docs/benchmarks.md). */
+const L1_PANIC = /Kernel panic - not syncing/;
+/** The guest's CPU resetting with no message, which the nested lab does now and then (sandbox-interactive.test.ts). */
+const LAB_RESET = /the sandbox failed: .*(triple fault|restarted itself)/;
+const MAX_ATTEMPTS = 3;
+
+test(
+  'open a file in the app, see it, type into it, close it',
+  { skip: skipReason(), timeout: TEST_TIMEOUT_MS * MAX_ATTEMPTS },
+  async (t) => {
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      const diagPort = await freePort();
+      const labSide = startLabSide(port, diagPort);
+      try {
+        await scenario(t, labSide, `http://127.0.0.1:${diagPort}`);
+        return;
+      } catch (error) {
+        // Only the lab's known faults are retried (each reported); anything else fails the test.
+        const sandboxError = await fetch(`http://127.0.0.1:${diagPort}/sandboxes`)
+          .then(async (r) => ((await r.json()) as { error?: string }[])[0]?.error ?? '')
+          .catch(() => '');
+        const message = `${error instanceof Error ? error.message : String(error)} / the sandbox failed: ${sandboxError}`;
+        const fault = L1_PANIC.test(labSide.output())
+          ? "the lab's L1 kernel panicked"
+          : LAB_RESET.test(message)
+            ? message
+            : null;
+        if (attempt >= MAX_ATTEMPTS || fault === null) throw error;
+        t.diagnostic(`attempt ${attempt}: ${fault}; trying again`);
+      } finally {
+        await fetch(`http://127.0.0.1:${diagPort}/quit`, { method: 'POST' }).catch(() => labSide.stop());
+        const code = await Promise.race([labSide.done, sleep(60_000).then(() => 'timeout' as const)]);
+        if (code === 'timeout') labSide.stop();
+      }
+    }
+  },
+);
+
+async function scenario(t: TestContext, labSide: LabSide, diag: string): Promise<void> {
+  const url = await Promise.race([
+    labSide.url,
+    sleep(BRIDGE_READY_MS).then(() => {
+      throw new Error(`the bridge did not start:\n${labSide.output()}`);
+    }),
+  ]);
+  t.diagnostic(`bridge at ${url}`);
+
+  const browser: Browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu'],
+  });
+  try {
+    await drive(t, browser, url, labSide, diag);
+  } finally {
+    await browser.close();
+  }
+}
+
+async function drive(t: TestContext, browser: Browser, url: string, labSide: LabSide, diag: string): Promise<void> {
+  const page: Page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const pageErrors: string[] = [];
+  page.on('pageerror', (error) => pageErrors.push(error.message));
+  await page.goto(url);
+  mkdirSync(RESULTS, { recursive: true });
+
+  // Open the fixture through the UI ("Open a file"; the bridge's picker answers with the fixture).
+  const opened = performance.now();
+  await page.getByRole('button', { name: /open a file/i }).click();
+  // The sandbox's tab shows its boot progress, then the guest's screen once frames come.
+  await page.getByRole('progressbar').first().waitFor({ state: 'visible', timeout: 60_000 });
+  await page.screenshot({ path: `${RESULTS}/e2e-booting.png` });
+  const display = page.getByRole('application', { name: /^screen of/i });
+  await display.waitFor({ state: 'visible', timeout: PAGE_SHOWN_MS });
+
+  let last: PNG | undefined;
+  let sessionState = '';
+  /** What the session service saw (input events, resizes, frames), for failure messages. */
+  const observe = async () => {
+    const report = (await (await fetch(`${diag}/sandboxes`)).json()) as {
+      state: string;
+      error?: string;
+      counts: unknown;
+      display: unknown;
+    }[];
+    sessionState = `${JSON.stringify(report.map((r) => ({ counts: r.counts, display: r.display })))}\n`;
+    const failed = report.find((r) => r.state === 'failed');
+    if (failed) throw new Error(`the sandbox failed: ${failed.error ?? 'no reason'}`);
+  };
+  const colours = () =>
+    sessionState +
+    (last
+      ? `button orange ${coverage(last, ORANGE, BUTTON).toFixed(2)} green ${coverage(last, GREEN, BUTTON).toFixed(2)}, ` +
+        `status grey ${coverage(last, GREY, STATUS).toFixed(2)} magenta ${coverage(last, MAGENTA, STATUS).toFixed(2)}` +
+        `\n${labSide.output().slice(-3000)}`
+      : 'no screenshot yet');
+  const shownMs = await until(
+    'the fixture on the canvas',
+    PAGE_SHOWN_MS,
+    async () => {
+      await observe();
+      last = await shot(display);
+      return coverage(last, ORANGE, BUTTON) > 0.8 && coverage(last, GREY, STATUS) > 0.8;
+    },
+    colours,
+  );
+  const openToShownMs = performance.now() - opened;
+  t.diagnostic(`open → fixture on the canvas: ${(openToShownMs / 1000).toFixed(1)} s`);
+  await page.screenshot({ path: `${RESULTS}/e2e-shown.png` });
+
+  // Click the display: that focuses it here and gives the guest's page keyboard focus
+  // (the click itself does not reach the page yet; see sandbox-interactive.test.ts).
+  // Then drive the page from the keyboard: Tab to the
+  // button and press it (green), Tab to the field and type (magenta once it says "belljar").
+  const box = (await display.boundingBox())!;
+  await page.mouse.click(
+    box.x + ((STATUS[0] + STATUS[2]) / 2) * box.width,
+    box.y + ((STATUS[1] + STATUS[3]) / 2) * box.height,
+  );
+  await sleep(2000);
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Space');
+  const clickMs = await until(
+    'a key press on the canvas reaches the page',
+    REACTION_MS,
+    async () => {
+      await observe();
+      return coverage((last = await shot(display)), GREEN, BUTTON) > 0.8;
+    },
+    colours,
+  );
+  await page.keyboard.press('Tab');
+  await page.keyboard.type('belljar', { delay: 50 });
+  const typeMs = await until(
+    'typing reaches the page',
+    REACTION_MS,
+    async () => {
+      await observe();
+      return coverage((last = await shot(display)), MAGENTA, STATUS) > 0.8;
+    },
+    colours,
+  );
+  assert.ok(coverage(last!, WHITE, FIELD) < 0.995, 'the typed text shows in the field');
+  await page.screenshot({ path: `${RESULTS}/e2e-typed.png` });
+  t.diagnostic(
+    `shown after ${(shownMs / 1000).toFixed(1)} s of polling; key press → visible ${(clickMs / 1000).toFixed(1)} s; ` +
+      `typing → visible ${(typeMs / 1000).toFixed(1)} s`,
+  );
+
+  const before = (await (await fetch(`${diag}/sandboxes`)).json()) as {
+    id: string;
+    state: string;
+    pid: number;
+    alive: boolean;
+    tempDirExists: boolean;
+    timings: Record<string, number>;
+  }[];
+  assert.equal(before.length, 1);
+  assert.ok(before[0]!.alive && before[0]!.tempDirExists, 'the sandbox runs, with its item disk');
+  t.diagnostic(`VMM process timings (ms since its start): ${JSON.stringify(before[0]!.timings)}`);
+
+  // Close the sandbox's tab: the VM is destroyed, nothing is left behind.
+  await page.getByRole('button', { name: 'Close sandbox' }).click();
+  await until(
+    'the sandbox is closed',
+    60_000,
+    async () => {
+      const report = (await (await fetch(`${diag}/sandboxes`)).json()) as typeof before;
+      return report[0]?.state === 'closed';
+    },
+    () => labSide.output().slice(-2000),
+  );
+  const after = (await (await fetch(`${diag}/sandboxes`)).json()) as typeof before;
+  assert.equal(after[0]!.alive, false, 'the VMM process is gone');
+  assert.equal(after[0]!.tempDirExists, false, 'its temp files are removed');
+  await page.screenshot({ path: `${RESULTS}/e2e-closed.png` });
+  assert.deepEqual(pageErrors, [], 'no errors in the page');
+  writeFileSync(
+    `${RESULTS}/e2e-timings.json`,
+    JSON.stringify({ openToShownMs, clickMs, typeMs, ...before[0]!.timings }),
+  );
+}
