@@ -194,12 +194,13 @@ async function scenario(
     colours,
   );
 
-  // A click: libinput in the guest reports the press and release, but the
-  // page does not react under our VMM (it does with QEMU's devices); see the
-  // issue notes. Kept as a known failure until that is found.
+  // A click: libinput in the guest always reports the press and release, but
+  // the page sees the click only some of the time under our VMM (every time
+  // with QEMU's devices); see the issue notes. Reported, not required, until
+  // that is found.
   await t.test(
     'a pointer click reaches the page',
-    { todo: 'clicks reach libinput in the guest but not the page yet' },
+    { todo: 'clicks reach libinput in the guest but the page sees them only sometimes' },
     async () => {
       sessions.input(summary.id, click(STATUS));
       await until(
@@ -211,21 +212,15 @@ async function scenario(
     },
   );
 
-  // The keyboard (the click above gave the page focus): Tab to the button and
-  // press it, Tab to the field and type.
+  // The keyboard. The field has focus from the page's load; the click above gives
+  // the guest's browser window keyboard focus (whether or not the page saw the
+  // click). Type into the field, then Shift+Tab to the button and press it.
   const keys = (codes: readonly string[]): InputEvent[] =>
     codes.flatMap((code): InputEvent[] => [
       { type: 'key', code, down: true },
       { type: 'key', code, down: false },
     ]);
-  sessions.input(summary.id, keys(['Tab', 'Space']));
-  const pressMs = await until(
-    'the button turns green when pressed from the keyboard',
-    REACTION_MS,
-    () => failed() || screen.coverage(GREEN, BUTTON) > 0.9,
-    colours,
-  );
-  sessions.input(summary.id, keys(['Tab', 'KeyB', 'KeyE', 'KeyL', 'KeyL', 'KeyJ', 'KeyA', 'KeyR']));
+  sessions.input(summary.id, keys(['KeyB', 'KeyE', 'KeyL', 'KeyL', 'KeyJ', 'KeyA', 'KeyR']));
   const typeMs = await until(
     'the status box turns magenta once "belljar" is typed',
     REACTION_MS,
@@ -233,9 +228,19 @@ async function scenario(
     colours,
   );
   assert.ok(screen.differing(WHITE, FIELD) > 0.005, 'the typed text shows in the field');
-  t.diagnostic(
-    `keyboard press shown after ${(pressMs / 1000).toFixed(1)} s; typing after ${(typeMs / 1000).toFixed(1)} s`,
+  sessions.input(summary.id, [
+    { type: 'key', code: 'ShiftLeft', down: true },
+    ...keys(['Tab']),
+    { type: 'key', code: 'ShiftLeft', down: false },
+    ...keys(['Space']),
+  ]);
+  const pressMs = await until(
+    'the button turns green when pressed from the keyboard',
+    REACTION_MS,
+    () => failed() || screen.coverage(GREEN, BUTTON) > 0.9,
+    colours,
   );
+  t.diagnostic(`typing shown after ${(typeMs / 1000).toFixed(1)} s; key press after ${(pressMs / 1000).toFixed(1)} s`);
 
   writeFileSync(`${RESULTS}/sandbox-interactive.png`, encodePng(screen.width, screen.height, screen.pixels));
 
