@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { createServer, createConnection, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { AGENT_SERIAL_PORT_NAME, KERNEL_CMDLINE } from './config.js';
@@ -32,6 +32,18 @@ export interface QemuGuestOptions {
   readonly extraCmdline?: readonly string[];
   /** Each console line of the guest. */
   readonly onConsole?: (line: string) => void;
+}
+
+/**
+ * QEMU's software CPU reads the host's TSC, so a TCG guest's TSC runs at the
+ * host's rate. Telling the guest kernel that rate (`tsc_early_khz=`) skips
+ * its calibration against the emulated PIT, which fails now and then under
+ * TCG ("Unable to calibrate against PIT") and stalls the boot. Used for the
+ * smoke test's guest and for the KVM lab's L1.
+ */
+export function hostTscKhz(cpuinfo = readFileSync('/proc/cpuinfo', 'utf8')): number | null {
+  const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)/m.exec(cpuinfo)?.[1]);
+  return Number.isFinite(mhz) && mhz > 0 ? Math.round(mhz * 1000) : null;
 }
 
 /** The QEMU command line for the guest (exported for the docs and tests). */
@@ -62,8 +74,16 @@ export function qemuArgs(opts: QemuGuestOptions, paths: { qmp: string; agent: st
     ...['-device', `virtserialport,chardev=agent,name=${AGENT_SERIAL_PORT_NAME}`],
     ...['-qmp', `unix:${paths.qmp},server=on,wait=off`],
     ...['-kernel', opts.manifest.kernel.path, '-initrd', opts.manifest.initramfs.path],
-    ...['-append', [...KERNEL_CMDLINE, 'belljar.agent=virtio-port', ...(opts.extraCmdline ?? [])].join(' ')],
+    ...[
+      '-append',
+      [...KERNEL_CMDLINE, 'belljar.agent=virtio-port', ...tscCmdline(), ...(opts.extraCmdline ?? [])].join(' '),
+    ],
   ];
+}
+
+function tscCmdline(): string[] {
+  const khz = hostTscKhz();
+  return khz === null ? [] : [`tsc_early_khz=${khz}`];
 }
 
 type Waiter = { match: (m: GuestMessage) => boolean; resolve: (m: GuestMessage) => void };

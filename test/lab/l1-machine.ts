@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { buildBusyboxInitramfs, BUSYBOX_STATIC } from '../../guest-images/busybox-initramfs.js';
 import { cachedDir, inputKey } from '../../guest-images/cache.js';
 import { debianKernel, type DebianKernel } from '../../guest-images/debian-kernel.js';
+import { hostTscKhz } from '../../guest-images/qemu.js';
 
 /**
  * L1 needs KVM for AMD, 9p over virtio-mmio to see the host, and virtio-net
@@ -100,17 +101,6 @@ export interface L1MachineOptions {
   readonly cpus: number;
   /** TCP ports forwarded from the host's 127.0.0.1 to the same port on L1 (for a browser outside). */
   readonly forwardPorts?: readonly number[];
-}
-
-/**
- * QEMU's software CPU reads the host's TSC, so L1's TSC runs at the host's
- * rate. Telling L1's kernel that rate skips its calibration against the
- * emulated PIT, which fails now and then under TCG ("Unable to calibrate
- * against PIT") and stalls the boot.
- */
-export function hostTscKhz(cpuinfo = readFileSync('/proc/cpuinfo', 'utf8')): number | null {
-  const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)/m.exec(cpuinfo)?.[1]);
-  return Number.isFinite(mhz) && mhz > 0 ? Math.round(mhz * 1000) : null;
 }
 
 /** The QEMU command line for L1. */
