@@ -93,7 +93,11 @@ export async function buildGuest(log: (line: string) => void = () => {}): Promis
   for (const a of [manifest.kernel, manifest.initramfs, manifest.rootfs]) {
     if (!existsSync(a.path)) throw new Error(`guest cache entry is stale: ${a.path} is gone (delete ${manifestDir})`);
   }
-  writeFileSync(join(cacheRoot(), 'guest', 'latest.json'), `${JSON.stringify({ manifest: manifestPath }, null, 2)}\n`);
+  // Written only when it changes: a cached build stays a no-op (and works on
+  // a read-only cache, as inside the KVM lab).
+  const latestPath = join(cacheRoot(), 'guest', 'latest.json');
+  const latest = `${JSON.stringify({ manifest: manifestPath }, null, 2)}\n`;
+  if (!existsSync(latestPath) || readFileSync(latestPath, 'utf8') !== latest) writeFileSync(latestPath, latest);
   return manifest;
 }
 

@@ -59,7 +59,9 @@ export function qemuArgs(opts: QemuGuestOptions, paths: { qmp: string; agent: st
       '-M',
       'microvm,acpi=on',
       '-accel',
-      'tcg,thread=multi',
+      // `BELLJAR_QEMU_ACCEL=kvm` runs the same guest on KVM (inside the KVM
+      // lab: a control for how often nested SVM on a software CPU resets it).
+      process.env['BELLJAR_QEMU_ACCEL'] ?? 'tcg,thread=multi',
       '-cpu',
       process.env['BELLJAR_QEMU_CPU'] ?? opts.cpu ?? 'Nehalem',
     ],

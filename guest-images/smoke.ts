@@ -208,16 +208,21 @@ async function main(): Promise<void> {
     console.log(`smoke: power-on to first page ${seconds(firstPage)}; whole smoke ${seconds(performance.now() - t0)}`);
     console.log('smoke: 2 passed, 0 failed');
   } catch (error) {
-    const keep = join(cacheRoot(), 'smoke-failure');
-    mkdirSync(keep, { recursive: true });
-    if (guest) {
-      writeFileSync(join(keep, 'console.log'), `${guest.consoleLines.join('\n')}\n`);
-      if (!guest.hasExited) await guest.screendump(join(keep, 'screen.png'), 'png').catch(() => {});
-      if (lastDump && existsSync(lastDump)) copyFileSync(lastDump, join(keep, 'screen.ppm'));
-      console.error(guest.consoleLines.slice(-40).join('\n'));
-    }
+    if (guest) console.error(guest.consoleLines.slice(-40).join('\n'));
     console.error(`smoke: FAILED: ${error instanceof Error ? error.message : String(error)}`);
-    console.error(`smoke: console log and last screen kept in ${keep}`);
+    const keep = join(cacheRoot(), 'smoke-failure');
+    try {
+      mkdirSync(keep, { recursive: true });
+      if (guest) {
+        writeFileSync(join(keep, 'console.log'), `${guest.consoleLines.join('\n')}\n`);
+        if (!guest.hasExited) await guest.screendump(join(keep, 'screen.png'), 'png').catch(() => {});
+        if (lastDump && existsSync(lastDump)) copyFileSync(lastDump, join(keep, 'screen.ppm'));
+      }
+      console.error(`smoke: console log and last screen kept in ${keep}`);
+    } catch (keepError) {
+      // A read-only cache (inside the KVM lab) keeps nothing; the log above says what failed.
+      console.error(`smoke: could not keep the failure's files: ${String(keepError)}`);
+    }
     process.exitCode = 1;
   } finally {
     clearTimeout(overall);
