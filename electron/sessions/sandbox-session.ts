@@ -46,9 +46,11 @@ export class SandboxSession {
   page: SandboxSummary['page'];
   rssMiB: number | undefined;
   display: { width: number; height: number } | undefined;
+  /** The display size last asked for (the window's display area), for diagnostics. */
+  requestedDisplay: { width: number; height: number } | undefined;
   /** ms since the VMM process started, for the report: agent ready, first frame with content. */
   readonly timings: { guestReadyMs?: number; firstContentMs?: number; shownMs?: number } = {};
-  /** The guest's last console output when it ended badly (for diagnosis; untrusted text). */
+  /** The guest's last console output once the VMM has ended (for diagnosis; untrusted text). */
   consoleTail: string | undefined;
   /** Input events and display resizes passed to the VMM (diagnostics). */
   readonly counts = { inputEvents: 0, resizes: 0, frames: 0 };
@@ -83,7 +85,9 @@ export class SandboxSession {
     });
     this.child.on('message', (raw) => this.onMessage(raw));
     this.exited = new Promise((resolve) => {
-      this.child.once('exit', (code, signal) => {
+      // 'close', not 'exit': it comes after the last IPC message (the exit
+      // report and console tail), which 'exit' can overtake.
+      this.child.once('close', (code, signal) => {
         this.onChildExit(code, signal);
         resolve();
       });
@@ -133,6 +137,7 @@ export class SandboxSession {
   resize(width: number, height: number): void {
     if (this.state !== 'running' && this.state !== 'starting') return;
     this.counts.resizes++;
+    this.requestedDisplay = { width, height };
     this.post({ type: 'resize', width, height });
   }
 

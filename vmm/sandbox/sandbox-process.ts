@@ -231,7 +231,8 @@ class Sandbox {
       type: 'exit',
       kind: this.failure ? 'error' : exit.kind,
       ...(detail ? { detail } : {}),
-      ...(this.failure || exit.kind !== 'stopped' ? { console: this.consoleTail } : {}),
+      // Always: a closed sandbox's last console lines help explain what it was doing.
+      console: this.consoleTail,
     });
     const code = this.failure || exit.kind === 'error' ? EXIT_CODE.error : EXIT_CODE.poweroff;
     process.exitCode = code;
