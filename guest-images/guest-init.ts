@@ -116,6 +116,8 @@ fi
   echo "belljar-init: the viewer exited ($?); its last words:"
   $BB tail -n 40 ${GUEST_RUN_DIR}/viewer.log
 ) > /dev/console 2>&1 &
+# belljar.debug=viewer: the viewer's log goes to the console as it is written.
+[ "$(arg belljar.debug)" = viewer ] && $BB tail -f ${GUEST_RUN_DIR}/viewer.log > /dev/console 2>&1 &
 mark cage
 
 AGENT="perl ${GUEST_RUN_DIR}/belljar-agent.pl --max-item ${MAX_ITEM_BYTES}"

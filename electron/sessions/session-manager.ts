@@ -30,6 +30,8 @@ export interface SessionManagerOptions {
   readonly agentTimeoutMs?: number;
   /** Files open without network; URLs get the public web through the egress proxy. */
   readonly allowForTests?: readonly string[];
+  /** `viewer`: the guest copies its compositor's and browser's log to the serial console (for diagnosis). */
+  readonly guestDebug?: 'viewer';
   /** Node binary for the VMM processes (default: this process's). */
   readonly execPath?: string;
 }
@@ -76,7 +78,7 @@ export class SessionManager implements SessionService {
         kernel: image.kernel,
         initrd: image.initrd,
         rootfs: image.rootfs,
-        cmdline: image.cmdline,
+        cmdline: this.options.guestDebug ? `${image.cmdline} belljar.debug=${this.options.guestDebug}` : image.cmdline,
         memoryMiB: this.options.memoryMiB ?? SESSION_DEFAULTS.memoryMiB,
         vcpus: this.options.vcpus ?? SESSION_DEFAULTS.vcpus,
         display: this.options.display ?? SESSION_DEFAULTS.display,
