@@ -33,6 +33,11 @@ const REACTION_MS = 90_000;
 const TEST_TIMEOUT_MS = 15 * 60_000;
 
 type Rgb = readonly [number, number, number];
+type Size = { readonly width: number; readonly height: number };
+/** The browser window starts at 1280 × 900 and is made this size to check that the guest follows. */
+const RESIZED_VIEWPORT: Size = { width: 1100, height: 760 };
+/** How long the (known-failing) guest resize gets before it is reported. */
+const RESIZE_TODO_MS = 30_000;
 type Region = readonly [number, number, number, number];
 /** The fixture's regions (fractions of the guest screen) and colours; see interactive-page.html. */
 const BUTTON: Region = [0.07, 0.07, 0.43, 0.43];
@@ -138,11 +143,31 @@ function startLabSide(port: number, diagPort: number): LabSide {
   return { url, output: () => output, done, stop: () => abort.abort() };
 }
 
+/** The lab-side diagnostics must answer within this; a lab that does not has hung. */
+const DIAG_TIMEOUT_MS = 30_000;
+const LAB_UNRESPONSIVE = 'the lab stopped answering';
+
+/** GET or POST on the lab side's diagnostics port, with a deadline. */
+async function diagnostics<T>(url: string, method: 'GET' | 'POST' = 'GET'): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(url, { method, signal: AbortSignal.timeout(DIAG_TIMEOUT_MS) });
+  } catch (error) {
+    throw new Error(
+      `${LAB_UNRESPONSIVE}: ${method} ${url}: ${error instanceof Error ? error.message : String(error)}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  return (await response.json()) as T;
+}
+
 /** The lab's L1 kernel sometimes panics under nested SVM on the software CPU (docs/benchmarks.md). */
 const L1_PANIC = /Kernel panic - not syncing/;
 /** The guest's CPU resetting with no message, which the nested lab does now and then (sandbox-interactive.test.ts). */
 const LAB_RESET = /the sandbox failed: .*(triple fault|restarted itself)/;
-const MAX_ATTEMPTS = 3;
+const MAX_ATTEMPTS = 4;
 
 test(
   'open a file in the app, see it, type into it, close it',
@@ -157,19 +182,22 @@ test(
         return;
       } catch (error) {
         // Only the lab's known faults are retried (each reported); anything else fails the test.
-        const sandboxError = await fetch(`http://127.0.0.1:${diagPort}/sandboxes`)
-          .then(async (r) => ((await r.json()) as { error?: string }[])[0]?.error ?? '')
+        const sandboxError = await diagnostics<{ error?: string }[]>(`http://127.0.0.1:${diagPort}/sandboxes`)
+          .then((report) => report[0]?.error ?? '')
           .catch(() => '');
         const message = `${error instanceof Error ? error.message : String(error)} / the sandbox failed: ${sandboxError}`;
         const fault = L1_PANIC.test(labSide.output())
           ? "the lab's L1 kernel panicked"
-          : LAB_RESET.test(message)
+          : LAB_RESET.test(message) || message.includes(LAB_UNRESPONSIVE)
             ? message
             : null;
-        if (attempt >= MAX_ATTEMPTS || fault === null) throw error;
+        if (attempt >= MAX_ATTEMPTS || fault === null) {
+          t.diagnostic(`the lab side's last output:\n${labSide.output().slice(-4000)}`);
+          throw error;
+        }
         t.diagnostic(`attempt ${attempt}: ${fault}; trying again`);
       } finally {
-        await fetch(`http://127.0.0.1:${diagPort}/quit`, { method: 'POST' }).catch(() => labSide.stop());
+        await diagnostics(`http://127.0.0.1:${diagPort}/quit`, 'POST').catch(() => labSide.stop());
         const code = await Promise.race([labSide.done, sleep(60_000).then(() => 'timeout' as const)]);
         if (code === 'timeout') labSide.stop();
       }
@@ -218,12 +246,9 @@ async function drive(t: TestContext, browser: Browser, url: string, labSide: Lab
   let sessionState = '';
   /** What the session service saw (input events, resizes, frames), for failure messages. */
   const observe = async () => {
-    const report = (await (await fetch(`${diag}/sandboxes`)).json()) as {
-      state: string;
-      error?: string;
-      counts: unknown;
-      display: unknown;
-    }[];
+    const report = await diagnostics<{ state: string; error?: string; counts: unknown; display: unknown }[]>(
+      `${diag}/sandboxes`,
+    );
     sessionState = `${JSON.stringify(report.map((r) => ({ counts: r.counts, display: r.display })))}\n`;
     const failed = report.find((r) => r.state === 'failed');
     if (failed) throw new Error(`the sandbox failed: ${failed.error ?? 'no reason'}`);
@@ -287,14 +312,55 @@ async function drive(t: TestContext, browser: Browser, url: string, labSide: Lab
       `typing → visible ${(typeMs / 1000).toFixed(1)} s`,
   );
 
-  const before = (await (await fetch(`${diag}/sandboxes`)).json()) as {
-    id: string;
-    state: string;
-    pid: number;
-    alive: boolean;
-    tempDirExists: boolean;
-    timings: Record<string, number>;
-  }[];
+  // The window changes size: the renderer asks for the display area's size
+  // after a pause and the session service passes it on (checked); the guest's
+  // screen following it is reported, not required: the guest's cage 0.1.4
+  // keeps its mode (docs/display.md).
+  type Displays = { display?: Size; requestedDisplay?: Size }[];
+  const sizeBefore = (await diagnostics<Displays>(`${diag}/sandboxes`))[0]?.display;
+  await page.setViewportSize(RESIZED_VIEWPORT);
+  let displays: Displays = [];
+  const askedMs = await until(
+    'the renderer asks for the new display size',
+    REACTION_MS,
+    async () => {
+      displays = await diagnostics<Displays>(`${diag}/sandboxes`);
+      const asked = displays[0]?.requestedDisplay;
+      return asked !== undefined && asked.width <= RESIZED_VIEWPORT.width && asked.height <= RESIZED_VIEWPORT.height;
+    },
+    () => JSON.stringify(displays),
+  );
+  t.diagnostic(
+    `window resized: asked for ${JSON.stringify(displays[0]?.requestedDisplay)} after ${(askedMs / 1000).toFixed(1)} s`,
+  );
+  await t.test(
+    "the guest's screen follows the window's new size",
+    { todo: "cage 0.1.4 keeps a connected output's mode (docs/display.md)" },
+    async () => {
+      await until(
+        "the guest's screen at the asked size",
+        RESIZE_TODO_MS,
+        async () => {
+          displays = await diagnostics<Displays>(`${diag}/sandboxes`);
+          const { display: now, requestedDisplay: asked } = displays[0] ?? {};
+          return now !== undefined && now.width === asked?.width && now.height === asked.height;
+        },
+        () => `${JSON.stringify(displays)} (was ${JSON.stringify(sizeBefore)})`,
+      );
+    },
+  );
+  await page.screenshot({ path: `${RESULTS}/e2e-resized.png` });
+
+  const before = await diagnostics<
+    {
+      id: string;
+      state: string;
+      pid: number;
+      alive: boolean;
+      tempDirExists: boolean;
+      timings: Record<string, number>;
+    }[]
+  >(`${diag}/sandboxes`);
   assert.equal(before.length, 1);
   assert.ok(before[0]!.alive && before[0]!.tempDirExists, 'the sandbox runs, with its item disk');
   t.diagnostic(`VMM process timings (ms since its start): ${JSON.stringify(before[0]!.timings)}`);
@@ -305,12 +371,12 @@ async function drive(t: TestContext, browser: Browser, url: string, labSide: Lab
     'the sandbox is closed',
     60_000,
     async () => {
-      const report = (await (await fetch(`${diag}/sandboxes`)).json()) as typeof before;
+      const report = await diagnostics<typeof before>(`${diag}/sandboxes`);
       return report[0]?.state === 'closed';
     },
     () => labSide.output().slice(-2000),
   );
-  const after = (await (await fetch(`${diag}/sandboxes`)).json()) as typeof before;
+  const after = await diagnostics<typeof before>(`${diag}/sandboxes`);
   assert.equal(after[0]!.alive, false, 'the VMM process is gone');
   assert.equal(after[0]!.tempDirExists, false, 'its temp files are removed');
   await page.screenshot({ path: `${RESULTS}/e2e-closed.png` });

@@ -75,6 +75,7 @@ const diagnostics = createServer((req, res) => {
       timings: s.timings,
       counts: s.counts,
       display: s.display,
+      requestedDisplay: s.requestedDisplay,
     }));
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(report));
   } else if (req.method === 'POST' && req.url === '/quit') {

@@ -31,7 +31,7 @@ const PAGE_SHOWN_MS = 360_000;
 const REACTION_MS = 90_000;
 /** How long the (known-failing) click gets before it is reported. */
 const CLICK_MS = 30_000;
-/** How long the (known-unreliable) resize gets before it is reported. */
+/** How long the (known-failing) resize gets before it is reported. */
 const RESIZE_MS = 45_000;
 /** The cursor image's extent below and right of its hot spot, in pixels (about). */
 const CURSOR_BOX = 12;
@@ -43,7 +43,7 @@ const DISPLAY = { width: 1024, height: 768 };
  * also crashes L1 itself at times (docs/benchmarks.md). Such a run is retried.
  */
 const LAB_RESET = /triple fault|restarted itself/;
-const MAX_ATTEMPTS = 3;
+const MAX_ATTEMPTS = 4;
 const RESIZED = { width: 800, height: 600 };
 
 /** The fixture's regions and colours (see the comment in interactive-page.html). */
@@ -109,7 +109,12 @@ test(
         // the nested lab does now and then (see the note in the header). It is
         // reported each time; anything else fails at once.
         const reason = opened.session?.error ?? '';
-        if (attempt >= MAX_ATTEMPTS || !LAB_RESET.test(reason)) throw error;
+        if (attempt >= MAX_ATTEMPTS || !LAB_RESET.test(reason)) {
+          // What the guest said last (its serial console), for the diagnosis.
+          await sessions.closeAll();
+          t.diagnostic(`the guest's console, last lines:\n${opened.session?.consoleTail?.slice(-6000) ?? '(none)'}`);
+          throw error;
+        }
         t.diagnostic(`attempt ${attempt}: ${reason}; trying again`);
         await sessions.closeAll();
       }
@@ -146,126 +151,132 @@ async function scenario(
       delivered();
     },
   });
-  const colours = () =>
-    `state ${session.state} ${session.error ?? ''}; ${screen.width}x${screen.height}, ${screen.frames} frames; ` +
-    `button orange ${screen.coverage(ORANGE, BUTTON).toFixed(2)} green ${screen.coverage(GREEN, BUTTON).toFixed(2)}, ` +
-    `status grey ${screen.coverage(GREY, STATUS).toFixed(2)} magenta ${screen.coverage(MAGENTA, STATUS).toFixed(2)}`;
-  const failed = () => {
-    if (session.state === 'failed') {
-      throw new Error(`the sandbox failed: ${session.error}\n${session.consoleTail?.slice(-4000) ?? ''}`);
-    }
-    return false;
-  };
+  try {
+    const colours = () =>
+      `state ${session.state} ${session.error ?? ''}; ${screen.width}x${screen.height}, ${screen.frames} frames; ` +
+      `button orange ${screen.coverage(ORANGE, BUTTON).toFixed(2)} green ${screen.coverage(GREEN, BUTTON).toFixed(2)}, ` +
+      `status grey ${screen.coverage(GREY, STATUS).toFixed(2)} magenta ${screen.coverage(MAGENTA, STATUS).toFixed(2)}`;
+    const failed = () => {
+      if (session.state === 'failed') {
+        throw new Error(`the sandbox failed: ${session.error}\n${session.consoleTail?.slice(-4000) ?? ''}`);
+      }
+      return false;
+    };
 
-  await until(
-    'the fixture page on the exported display',
-    PAGE_SHOWN_MS,
-    () => failed() || (screen.coverage(ORANGE, BUTTON) > 0.9 && screen.coverage(GREY, STATUS) > 0.9),
-    colours,
-  );
-  const shownAfter = (performance.now() - started) / 1000;
-  assert.ok(screen.coverage(WHITE, FIELD) > 0.9, `the text field is white (${screen.coverage(WHITE, FIELD)})`);
-  t.diagnostic(
-    `fixture page shown ${shownAfter.toFixed(1)} s after open; VMM process timings (ms since its start): ` +
-      JSON.stringify(session.timings),
-  );
+    await until(
+      'the fixture page on the exported display',
+      PAGE_SHOWN_MS,
+      () => failed() || (screen.coverage(ORANGE, BUTTON) > 0.9 && screen.coverage(GREY, STATUS) > 0.9),
+      colours,
+    );
+    const shownAfter = (performance.now() - started) / 1000;
+    assert.ok(screen.coverage(WHITE, FIELD) > 0.9, `the text field is white (${screen.coverage(WHITE, FIELD)})`);
+    t.diagnostic(
+      `fixture page shown ${shownAfter.toFixed(1)} s after open; VMM process timings (ms since its start): ` +
+        JSON.stringify(session.timings),
+    );
 
-  const at = (region: Region) => ({
-    x: Math.round(((region[0] + region[2]) / 2) * screen.width),
-    y: Math.round(((region[1] + region[3]) / 2) * screen.height),
-  });
-  const click = (region: Region): InputEvent[] => [
-    { type: 'pointer-move', ...at(region) },
-    { type: 'pointer-button', button: 'left', down: true },
-    { type: 'pointer-button', button: 'left', down: false },
-  ];
+    const at = (region: Region) => ({
+      x: Math.round(((region[0] + region[2]) / 2) * screen.width),
+      y: Math.round(((region[1] + region[3]) / 2) * screen.height),
+    });
+    const click = (region: Region): InputEvent[] => [
+      { type: 'pointer-move', ...at(region) },
+      { type: 'pointer-button', button: 'left', down: true },
+      { type: 'pointer-button', button: 'left', down: false },
+    ];
 
-  // The pointer: its motion reaches the compositor, which draws the cursor where we put it.
-  const target = at(STATUS);
-  sessions.input(summary.id, [{ type: 'pointer-move', ...target }]);
-  const cursorRegion: Region = [
-    target.x / screen.width,
-    target.y / screen.height,
-    (target.x + CURSOR_BOX) / screen.width,
-    (target.y + CURSOR_BOX) / screen.height,
-  ];
-  await until(
-    'the guest draws its cursor where the pointer moved',
-    REACTION_MS,
-    () => failed() || screen.differing(GREY, cursorRegion) > 0.05,
-    colours,
-  );
+    // The pointer: its motion reaches the compositor, which draws the cursor where we put it.
+    const target = at(STATUS);
+    sessions.input(summary.id, [{ type: 'pointer-move', ...target }]);
+    const cursorRegion: Region = [
+      target.x / screen.width,
+      target.y / screen.height,
+      (target.x + CURSOR_BOX) / screen.width,
+      (target.y + CURSOR_BOX) / screen.height,
+    ];
+    await until(
+      'the guest draws its cursor where the pointer moved',
+      REACTION_MS,
+      () => failed() || screen.differing(GREY, cursorRegion) > 0.05,
+      colours,
+    );
 
-  // A click: libinput in the guest always reports the press and release, but
-  // the page sees the click only some of the time under our VMM (every time
-  // with QEMU's devices); see the issue notes. Reported, not required, until
-  // that is found.
-  await t.test(
-    'a pointer click reaches the page',
-    { todo: 'clicks reach libinput in the guest but the page sees them only sometimes' },
-    async () => {
-      sessions.input(summary.id, click(STATUS));
-      await until(
-        'the status box turns cyan after a click',
-        CLICK_MS,
-        () => screen.coverage(CYAN, STATUS) > 0.9,
-        colours,
-      );
-    },
-  );
+    // A click: libinput in the guest always reports the press and release, but
+    // the page sees the click only some of the time under our VMM (every time
+    // with QEMU's devices); see the issue notes. Reported, not required, until
+    // that is found.
+    await t.test(
+      'a pointer click reaches the page',
+      { todo: 'clicks reach libinput in the guest but the page sees them only sometimes' },
+      async () => {
+        sessions.input(summary.id, click(STATUS));
+        await until(
+          'the status box turns cyan after a click',
+          CLICK_MS,
+          () => screen.coverage(CYAN, STATUS) > 0.9,
+          colours,
+        );
+      },
+    );
 
-  // The keyboard. The field has focus from the page's load; the click above gives
-  // the guest's browser window keyboard focus (whether or not the page saw the
-  // click). Type into the field, then Shift+Tab to the button and press it.
-  const keys = (codes: readonly string[]): InputEvent[] =>
-    codes.flatMap((code): InputEvent[] => [
-      { type: 'key', code, down: true },
-      { type: 'key', code, down: false },
+    // The keyboard. The field has focus from the page's load; the click above gives
+    // the guest's browser window keyboard focus (whether or not the page saw the
+    // click). Type into the field, then Shift+Tab to the button and press it.
+    const keys = (codes: readonly string[]): InputEvent[] =>
+      codes.flatMap((code): InputEvent[] => [
+        { type: 'key', code, down: true },
+        { type: 'key', code, down: false },
+      ]);
+    sessions.input(summary.id, keys(['KeyB', 'KeyE', 'KeyL', 'KeyL', 'KeyJ', 'KeyA', 'KeyR']));
+    const typeMs = await until(
+      'the status box turns magenta once "belljar" is typed',
+      REACTION_MS,
+      () => failed() || screen.coverage(MAGENTA, STATUS) > 0.9,
+      colours,
+    );
+    assert.ok(screen.differing(WHITE, FIELD) > 0.005, 'the typed text shows in the field');
+    sessions.input(summary.id, [
+      { type: 'key', code: 'ShiftLeft', down: true },
+      ...keys(['Tab']),
+      { type: 'key', code: 'ShiftLeft', down: false },
+      ...keys(['Space']),
     ]);
-  sessions.input(summary.id, keys(['KeyB', 'KeyE', 'KeyL', 'KeyL', 'KeyJ', 'KeyA', 'KeyR']));
-  const typeMs = await until(
-    'the status box turns magenta once "belljar" is typed',
-    REACTION_MS,
-    () => failed() || screen.coverage(MAGENTA, STATUS) > 0.9,
-    colours,
-  );
-  assert.ok(screen.differing(WHITE, FIELD) > 0.005, 'the typed text shows in the field');
-  sessions.input(summary.id, [
-    { type: 'key', code: 'ShiftLeft', down: true },
-    ...keys(['Tab']),
-    { type: 'key', code: 'ShiftLeft', down: false },
-    ...keys(['Space']),
-  ]);
-  const pressMs = await until(
-    'the button turns green when pressed from the keyboard',
-    REACTION_MS,
-    () => failed() || screen.coverage(GREEN, BUTTON) > 0.9,
-    colours,
-  );
-  t.diagnostic(`typing shown after ${(typeMs / 1000).toFixed(1)} s; key press after ${(pressMs / 1000).toFixed(1)} s`);
+    const pressMs = await until(
+      'the button turns green when pressed from the keyboard',
+      REACTION_MS,
+      () => failed() || screen.coverage(GREEN, BUTTON) > 0.9,
+      colours,
+    );
+    t.diagnostic(
+      `typing shown after ${(typeMs / 1000).toFixed(1)} s; key press after ${(pressMs / 1000).toFixed(1)} s`,
+    );
 
-  writeFileSync(`${RESULTS}/sandbox-interactive.png`, encodePng(screen.width, screen.height, screen.pixels));
+    writeFileSync(`${RESULTS}/sandbox-interactive.png`, encodePng(screen.width, screen.height, screen.pixels));
 
-  // The host's window changes size. Our virtio-gpu raises VIRTIO_GPU_EVENT_DISPLAY
-  // with the new size (unit-tested), but in CI the guest's compositor kept its mode
-  // for 90 s; reported, not required, until that is found (see the issue notes).
-  await t.test(
-    'the guest compositor follows a host resize',
-    { todo: 'cage keeps its current mode after the display-change event' },
-    async () => {
-      sessions.resize(summary.id, RESIZED.width, RESIZED.height);
-      const resizeMs = await until(
-        `the guest's screen becomes ${RESIZED.width}x${RESIZED.height}`,
-        RESIZE_MS,
-        () => screen.width === RESIZED.width && screen.height === RESIZED.height,
-        colours,
-      );
-      t.diagnostic(`resize → new mode on screen after ${(resizeMs / 1000).toFixed(1)} s`);
-    },
-  );
-
-  recording.end();
-  await recorded;
+    // The host's window changes size: our virtio-gpu offers the new mode with
+    // VIRTIO_GPU_EVENT_DISPLAY (unit-tested), but the guest's cage 0.1.4 keeps
+    // its mode (docs/display.md). Reported, not required, until the guest's
+    // compositor follows.
+    await t.test(
+      'the guest compositor follows a host resize',
+      { todo: "cage 0.1.4 keeps a connected output's mode (docs/display.md)" },
+      async () => {
+        sessions.resize(summary.id, RESIZED.width, RESIZED.height);
+        const resizeMs = await until(
+          `the guest's screen becomes ${RESIZED.width}x${RESIZED.height}`,
+          RESIZE_MS,
+          () => screen.width === RESIZED.width && screen.height === RESIZED.height,
+          colours,
+        );
+        t.diagnostic(`resize → new mode on screen after ${(resizeMs / 1000).toFixed(1)} s`);
+      },
+    );
+  } finally {
+    // Ended however the scenario ends: a failed run's stream is the evidence.
+    recording.end();
+    await recorded;
+  }
 
   const pid = session.pid!;
   const tempDir = session.item.tempDir;
