@@ -30,6 +30,12 @@ const BRIDGE_READY_MS = 120_000;
 /** Chromium in the guest under nested virtualization on a software CPU takes minutes. */
 const PAGE_SHOWN_MS = 420_000;
 const REACTION_MS = 90_000;
+/** The pointer rests over the display this long before the click. */
+const POINTER_REST_MS = 3000;
+/** Clicks tried to give the guest's browser keyboard focus (issue 5: clicks are unreliable). */
+const FOCUS_CLICKS = 3;
+/** How long typed text gets to show after a click that is not the last one tried. */
+const TYPE_AFTER_CLICK_MS = 40_000;
 const TEST_TIMEOUT_MS = 15 * 60_000;
 
 type Rgb = readonly [number, number, number];
@@ -274,26 +280,44 @@ async function drive(t: TestContext, browser: Browser, url: string, labSide: Lab
   t.diagnostic(`open → fixture on the canvas: ${(openToShownMs / 1000).toFixed(1)} s`);
   await page.screenshot({ path: `${RESULTS}/e2e-shown.png` });
 
-  // Click the display: that focuses it here and gives the guest's browser keyboard focus
-  // (the page itself does not always see the click yet; see sandbox-interactive.test.ts).
-  // The fixture's field has focus from load: type "belljar" (status magenta), then
-  // Shift+Tab to the button and press it (green).
+  // Click the display: that focuses it here and should give the guest's browser keyboard
+  // focus; without it keys go nowhere. The pointer moves there first and rests (as in
+  // sandbox-interactive.test.ts), so the guest's compositor has given the browser pointer
+  // focus before the button goes down. Clicks still do not always reach the guest's browser
+  // (see the issue notes), so a click that brings no reaction is repeated, at most
+  // FOCUS_CLICKS times, each reported. The fixture's field has focus from load: select what
+  // is in it and type "belljar" (status magenta), then Shift+Tab to the button and press it
+  // (green).
   const box = (await display.boundingBox())!;
-  await page.mouse.click(
-    box.x + ((STATUS[0] + STATUS[2]) / 2) * box.width,
-    box.y + ((STATUS[1] + STATUS[3]) / 2) * box.height,
-  );
-  await sleep(2000);
-  await page.keyboard.type('belljar', { delay: 50 });
-  const typeMs = await until(
-    'typing reaches the page',
-    REACTION_MS,
-    async () => {
-      await observe();
-      return coverage((last = await shot(display)), MAGENTA, STATUS) > 0.8;
-    },
-    colours,
-  );
+  const statusX = box.x + ((STATUS[0] + STATUS[2]) / 2) * box.width;
+  const statusY = box.y + ((STATUS[1] + STATUS[3]) / 2) * box.height;
+  await page.mouse.move(statusX, statusY);
+  await sleep(POINTER_REST_MS);
+  let typeMs: number;
+  for (let click = 1; ; click++) {
+    await page.mouse.click(statusX, statusY);
+    await sleep(2000);
+    await page.keyboard.press('Control+a');
+    await page.keyboard.type('belljar', { delay: 50 });
+    try {
+      typeMs = await until(
+        'typing reaches the page',
+        click < FOCUS_CLICKS ? TYPE_AFTER_CLICK_MS : REACTION_MS,
+        async () => {
+          await observe();
+          return coverage((last = await shot(display)), MAGENTA, STATUS) > 0.8;
+        },
+        colours,
+      );
+      break;
+    } catch (error) {
+      if (click >= FOCUS_CLICKS) throw error;
+      t.diagnostic(
+        `click ${click} gave the guest's browser no keyboard focus (typing not shown within ` +
+          `${TYPE_AFTER_CLICK_MS / 1000} s); clicking again`,
+      );
+    }
+  }
   await page.keyboard.press('Shift+Tab');
   await page.keyboard.press('Space');
   const clickMs = await until(
