@@ -198,7 +198,10 @@ test(
             ? message
             : null;
         if (attempt >= MAX_ATTEMPTS || fault === null) {
-          t.diagnostic(`the lab side's last output:\n${labSide.output().slice(-4000)}`);
+          // Close the sandboxes first: the lab side then prints their guests' consoles.
+          await diagnostics(`http://127.0.0.1:${diagPort}/quit`, 'POST').catch(() => labSide.stop());
+          await Promise.race([labSide.done, sleep(60_000)]);
+          t.diagnostic(`the lab side's last output:\n${labSide.output().slice(-6000)}`);
           throw error;
         }
         t.diagnostic(`attempt ${attempt}: ${fault}; trying again`);

@@ -82,6 +82,10 @@ const diagnostics = createServer((req, res) => {
     res.writeHead(200).end('bye');
     void (async () => {
       await sessions.closeAll();
+      // The guests' last console lines, for the test's failure report.
+      for (const session of seen.values()) {
+        if (session.consoleTail) console.log(`lab-side: ${session.id} console:\n${session.consoleTail.slice(-3000)}`);
+      }
       await bridge.close();
       diagnostics.close();
       process.exit(0);
