@@ -180,6 +180,7 @@ test(
   { skip: skipReason(), timeout: TEST_TIMEOUT_MS * MAX_ATTEMPTS },
   async (t) => {
     for (let attempt = 1; ; attempt++) {
+      let givingUp = false;
       const port = await freePort();
       const diagPort = await freePort();
       const labSide = startLabSide(port, diagPort);
@@ -197,18 +198,15 @@ test(
           : LAB_RESET.test(message) || message.includes(LAB_UNRESPONSIVE)
             ? message
             : null;
-        if (attempt >= MAX_ATTEMPTS || fault === null) {
-          // Close the sandboxes first: the lab side then prints their guests' consoles.
-          await diagnostics(`http://127.0.0.1:${diagPort}/quit`, 'POST').catch(() => labSide.stop());
-          await Promise.race([labSide.done, sleep(60_000)]);
-          t.diagnostic(`the lab side's last output:\n${labSide.output().slice(-6000)}`);
-          throw error;
-        }
+        givingUp = attempt >= MAX_ATTEMPTS || fault === null;
+        if (givingUp) throw error;
         t.diagnostic(`attempt ${attempt}: ${fault}; trying again`);
       } finally {
         await diagnostics(`http://127.0.0.1:${diagPort}/quit`, 'POST').catch(() => labSide.stop());
         const code = await Promise.race([labSide.done, sleep(60_000).then(() => 'timeout' as const)]);
         if (code === 'timeout') labSide.stop();
+        // The lab side prints its guests' consoles as it closes them (on /quit), so this comes last.
+        if (givingUp) t.diagnostic(`the lab side's last output:\n${labSide.output().slice(-6000)}`);
       }
     }
   },

@@ -109,14 +109,13 @@ test(
         // the nested lab does now and then (see the note in the header). It is
         // reported each time; anything else fails at once.
         const reason = opened.session?.error ?? '';
+        // Closed either way; closing also brings the guest's console tail.
+        await sessions.closeAll();
         if (attempt >= MAX_ATTEMPTS || !LAB_RESET.test(reason)) {
-          // What the guest said last (its serial console), for the diagnosis.
-          await sessions.closeAll();
           t.diagnostic(`the guest's console, last lines:\n${opened.session?.consoleTail?.slice(-6000) ?? '(none)'}`);
           throw error;
         }
         t.diagnostic(`attempt ${attempt}: ${reason}; trying again`);
-        await sessions.closeAll();
       }
     }
   },
