@@ -114,6 +114,12 @@ import type { FormatLayout, Rect } from './protocol.js';
 /** Display size limits for `setDisplaySize` (and the initial size). */
 export const DISPLAY_MIN_SIDE = 64;
 export const DISPLAY_MAX_SIDE = 3840;
+/**
+ * Offered widths are whole multiples of this: a guest compositor that makes a
+ * mode for a size (CVT, as wlroots does) rounds the width down to 8-pixel
+ * character cells, and the offered size should be one it can show exactly.
+ */
+export const DISPLAY_WIDTH_STEP = 8;
 /** At most 3840 × 2400 pixels (about 35 MiB per frame). */
 export const DISPLAY_MAX_PIXELS = 3840 * 2400;
 export const DEFAULT_DISPLAY = { width: 1280, height: 800 } as const;
@@ -280,7 +286,8 @@ export class VirtioGpu implements VirtioDevice {
   /**
    * The host window changed size: offer the guest a `width` × `height` mode.
    * Sizes are rounded and clamped to 64..3840 per side and at most 3840 × 2400
-   * pixels (scaled down keeping the aspect ratio). If the size changed, sets
+   * pixels (scaled down keeping the aspect ratio), the width down to a
+   * multiple of 8. If the size changed, sets
    * VIRTIO_GPU_EVENT_DISPLAY and raises a config-change interrupt; the guest
    * driver then re-reads the display info and EDID, and the compositor
    * switches mode. Returns the size actually offered.
@@ -833,7 +840,7 @@ export function clampDisplaySize(width: number, height: number): { width: number
     w = Math.max(DISPLAY_MIN_SIDE, Math.floor(w * scale));
     h = Math.max(DISPLAY_MIN_SIDE, Math.floor(h * scale));
   }
-  return { width: w, height: h };
+  return { width: w - (w % DISPLAY_WIDTH_STEP), height: h };
 }
 
 function readRect(view: DataView, at: number): Rect {
