@@ -13,12 +13,13 @@ export const DEBIAN_SUITE = 'bookworm';
 /** Packages installed on top of mmdebstrap's `minbase` variant. */
 export const ROOTFS_PACKAGES: readonly string[] = [
   'chromium',
-  'cage',
+  // The kiosk compositor. Not cage (bookworm's 0.1.4 keeps an output's first
+  // mode for good): sway sets a new mode when the agent asks over its IPC.
+  'sway',
   'seatd',
-  'xwayland', // cage 0.1.4 execs Xwayland at start and fails without it
   'fonts-dejavu-core',
   'socat', // vsock ↔ stdio and the guest-local proxy forwarder
-  'udev', // classifies the virtio keyboard and pointer: libinput (in cage) ignores devices udev has not seen
+  'udev', // classifies the virtio keyboard and pointer: libinput (in sway) ignores devices udev has not seen
 ];
 
 /**
@@ -45,7 +46,7 @@ export const ROOTFS_REMOVE: readonly string[] = [
   'var/cache/debconf/templates.dat-old',
 ];
 
-/** The unprivileged user cage and Chromium run as. */
+/** The unprivileged user sway and Chromium run as. */
 export const VIEWER_USER = { name: 'viewer', uid: 1000, gid: 1000, home: '/home/viewer' } as const;
 
 /**

@@ -7,7 +7,7 @@
  * switches root.
  *
  * Stage 2 (`/run/belljar/stage2.sh`, PID 1 in the new root): mounts the
- * runtime filesystems, starts seatd (root), cage + Chromium (as the viewer
+ * runtime filesystems, starts seatd (root), sway + Chromium (as the viewer
  * user), the guest-local proxy forwarder and the agent on the transport named
  * by `belljar.agent=` on the kernel command line.
  *
@@ -65,11 +65,36 @@ exec switch_root /newroot ${GUEST_RUN_DIR}/busybox sh ${GUEST_RUN_DIR}/stage2.sh
 `;
 }
 
+/**
+ * sway as a kiosk: no X server, no bars, borders, key bindings or error bar;
+ * Chromium (started by the launcher script) fullscreen. The output keeps the
+ * mode the display offers at start; the agent sets a new one over sway's IPC
+ * when the host's window changes size.
+ */
+export function swayConfig(): string {
+  return `xwayland disable
+swaynag_command -
+default_border none
+default_floating_border none
+for_window [app_id="^chromium"] fullscreen enable
+exec ${GUEST_RUN_DIR}/busybox sh ${GUEST_RUN_DIR}/${VIEWER_LAUNCHER}
+`;
+}
+
+/** Chromium's command line, run by sway (its `exec` goes through `sh -c`: quoting stays ours). */
+export function viewerLauncher(): string {
+  const chromium = ['/usr/bin/chromium', ...CHROMIUM_FLAGS].map(shellQuote).join(' ');
+  return `exec ${chromium} about:blank\n`;
+}
+
+/** Files stage 2 writes into GUEST_RUN_DIR before starting sway. */
+const SWAY_CONFIG = 'sway.conf';
+const VIEWER_LAUNCHER = 'viewer.sh';
+
 export function stage2Script(): string {
   const bb = `${GUEST_RUN_DIR}/busybox`;
   const { name, uid, gid, home } = VIEWER_USER;
   const runtimeDir = `/run/user/${uid}`;
-  const chromium = ['/usr/bin/chromium', ...CHROMIUM_FLAGS].map(shellQuote).join(' ');
   return `BB=${bb}
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mark() { read -r up _ < /proc/uptime; echo "$1 $up" >> ${GUEST_RUN_DIR}/timings; }
@@ -87,7 +112,7 @@ arg() { for w in $(cat /proc/cmdline); do case "$w" in "$1"=*) echo "\${w#*=}"; 
 TRANSPORT=$(arg belljar.agent)
 OPEN=$(arg belljar.open)
 
-# udev tags the input devices (keyboard, pointer) for libinput: cage gets no
+# udev tags the input devices (keyboard, pointer) for libinput: sway gets no
 # input from devices udev has not processed. Only input and DRM are triggered.
 if /usr/lib/systemd/systemd-udevd --daemon --resolve-names=never > /dev/null 2>&1; then
   udevadm trigger --type=devices --action=add --subsystem-match=input --subsystem-match=drm
@@ -95,7 +120,7 @@ if /usr/lib/systemd/systemd-udevd --daemon --resolve-names=never > /dev/null 2>&
 fi
 mark udev
 
-# seatd hands the DRM and input devices to cage, which must not run as root.
+# seatd hands the DRM and input devices to sway, which must not run as root.
 seatd -u ${name} -g ${name} > /dev/console 2>&1 &
 i=0; while [ ! -S /run/seatd.sock ] && [ $i -lt 100 ]; do $BB sleep 0.05; i=$((i + 1)); done
 mark seatd
@@ -108,17 +133,21 @@ fi
 
 # The viewer's output goes to a tmpfs log (a serial console is slow, and
 # Chromium is chatty); the log's tail reaches the console if the viewer dies.
+cat > ${GUEST_RUN_DIR}/${SWAY_CONFIG} <<'BELLJAR_EOF'
+${swayConfig()}BELLJAR_EOF
+cat > ${GUEST_RUN_DIR}/${VIEWER_LAUNCHER} <<'BELLJAR_EOF'
+${viewerLauncher()}BELLJAR_EOF
 (
 /usr/bin/setpriv --reuid=${uid} --regid=${gid} --clear-groups \\
   $BB env -i PATH=/usr/bin:/bin HOME=${home} USER=${name} XDG_RUNTIME_DIR=${runtimeDir} \\
   LIBSEAT_BACKEND=seatd WLR_RENDERER=pixman WLR_LIBINPUT_NO_DEVICES=1 WLR_NO_HARDWARE_CURSORS=1 \\
-  cage -d -- ${chromium} about:blank > ${GUEST_RUN_DIR}/viewer.log 2>&1
+  sway -c ${GUEST_RUN_DIR}/${SWAY_CONFIG} > ${GUEST_RUN_DIR}/viewer.log 2>&1
   echo "belljar-init: the viewer exited ($?); its last words:"
   $BB tail -n 40 ${GUEST_RUN_DIR}/viewer.log
 ) > /dev/console 2>&1 &
 # belljar.debug=viewer: the viewer's log goes to the console as it is written.
 [ "$(arg belljar.debug)" = viewer ] && $BB tail -f ${GUEST_RUN_DIR}/viewer.log > /dev/console 2>&1 &
-mark cage
+mark viewer
 
 AGENT="perl ${GUEST_RUN_DIR}/belljar-agent.pl --max-item ${MAX_ITEM_BYTES}"
 [ -n "$OPEN" ] && AGENT="$AGENT --open-disk $OPEN"

@@ -13,12 +13,15 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_FRAME_BYTES = 1 << 20;
 /** Longest string the host keeps from a guest message. */
 const MAX_STRING = 8192;
+/** Largest display side a guest may report (far above any real screen). */
+const MAX_DISPLAY_SIDE = 16384;
 
 // ---------------------------------------------------------------- host → guest
 export type HostMessage =
   | { readonly v: 1; readonly type: 'open'; readonly id: number; readonly item: { readonly disk: string } }
   | { readonly v: 1; readonly type: 'open'; readonly id: number; readonly url: string }
   | { readonly v: 1; readonly type: 'status'; readonly id: number }
+  | { readonly v: 1; readonly type: 'display'; readonly id: number; readonly width: number; readonly height: number }
   | { readonly v: 1; readonly type: 'shutdown'; readonly id: number };
 
 // ---------------------------------------------------------------- guest → host
@@ -28,7 +31,7 @@ export interface ReadyMessage {
   readonly type: 'ready';
   readonly protocol: number;
   readonly agent: string;
-  /** Guest uptime in ms at each boot mark (`init`, `rootfs`, `stage2`, `seatd`, `cage`, `agent_ready`, …). */
+  /** Guest uptime in ms at each boot mark (`init`, `rootfs`, `stage2`, `seatd`, `viewer`, `agent_ready`, …). */
   readonly timings: Readonly<Record<string, number>>;
 }
 export interface StatusMessage {
@@ -52,7 +55,14 @@ export interface ByeMessage {
   readonly type: 'bye';
   readonly id?: number;
 }
-export type GuestMessage = ReadyMessage | StatusMessage | ErrorMessage | ByeMessage;
+/** The guest's compositor now shows this mode (the answer to a host `display`). */
+export interface DisplayMessage {
+  readonly type: 'display';
+  readonly id?: number;
+  readonly width: number;
+  readonly height: number;
+}
+export type GuestMessage = ReadyMessage | StatusMessage | ErrorMessage | ByeMessage | DisplayMessage;
 
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';
@@ -134,6 +144,15 @@ export function parseGuestMessage(value: unknown): GuestMessage {
       return { type, ...optId(value), message: optString(value, 'message') ?? 'unspecified error' };
     case 'bye':
       return { type, ...optId(value) };
+    case 'display': {
+      const side = (key: string): number => {
+        const n = value[key];
+        if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0 || n > MAX_DISPLAY_SIDE)
+          throw new ProtocolError(`display.${key} must be a whole number from 1 to ${MAX_DISPLAY_SIDE}`);
+        return n;
+      };
+      return { type, ...optId(value), width: side('width'), height: side('height') };
+    }
     default:
       throw new ProtocolError(`unknown message type ${JSON.stringify(type)}`);
   }

@@ -10,8 +10,10 @@
 #                  status {id?, state: idle|loading|loaded|error, url?, title?, error?}
 #                  error {id?, message}
 #                  bye {id?}
+#                  display {id?, width, height}   (the mode sway now shows)
 #   host -> guest: open {id, item: {disk: "vdb"}} | open {id, url: "https://..."}
 #                  status {id}   (asks for a status message)
+#                  display {id, width, height}   (the host's window changed size)
 #                  shutdown {id}
 #
 # It never executes what it receives: an item is copied from its read-only
@@ -23,6 +25,7 @@ use strict;
 use warnings;
 use IO::Select;
 use IO::Socket::INET;
+use IO::Socket::UNIX;
 use Scalar::Util qw(blessed);
 
 my $PROTOCOL  = 1;
@@ -35,6 +38,8 @@ my %opt       = (
     max_item  => 128 * 1024 * 1024,
     open_disk => '',
     dev_dir   => '/dev',
+    # sway's IPC socket: $XDG_RUNTIME_DIR/sway-ipc.<uid>.<pid>.sock of the viewer user.
+    sway_socket => '/run/user/1000/sway-ipc.*.sock',
 );
 while (@ARGV) {
     my $k = shift @ARGV;
@@ -284,6 +289,65 @@ sub copy_item {
     return ('file://' . pct($dest), $viewer, $name);
 }
 
+# ---------------------------------------------------------------- display
+# The display sizes the agent sets (the VMM clamps the same way) and how long
+# sway gets to answer.
+my ($DISPLAY_MIN_SIDE, $DISPLAY_MAX_SIDE) = (64, 3840);
+my $SWAY_TIMEOUT_S = 5;
+my $SWAY_MAX_REPLY = 65536;
+# i3/sway IPC: "i3-ipc", payload length and message type (little-endian u32s).
+my $SWAY_RUN_COMMAND = 0;
+
+# Runs one sway command; returns undef on success, else why it failed.
+sub sway_command {
+    my $command = shift;
+    my ($path) = grep { -S $_ } glob $opt{sway_socket};
+    return 'sway is not running (no IPC socket)' unless defined $path;
+    my $sock = IO::Socket::UNIX->new(Peer => $path, Type => SOCK_STREAM) or return "cannot reach sway: $!";
+    my $req = 'i3-ipc' . pack('VV', length $command, $SWAY_RUN_COMMAND) . $command;
+    defined syswrite($sock, $req) or return "cannot talk to sway: $!";
+    my $sel = IO::Select->new($sock);
+    my $deadline = time + $SWAY_TIMEOUT_S;
+    my $resp = '';
+    while (1) {
+        if (length $resp >= 14) {
+            my $len = unpack('V', substr($resp, 6, 4));
+            return 'sway sent an oversized reply' if $len > $SWAY_MAX_REPLY;
+            last if length $resp >= 14 + $len;
+        }
+        my $left = $deadline - time;
+        return "sway did not answer within $SWAY_TIMEOUT_S s" if $left <= 0 || !$sel->can_read($left);
+        my $n = sysread($sock, $resp, 65536, length $resp);
+        return 'sway closed its IPC connection' unless $n;
+    }
+    close $sock;
+    my $len = unpack('V', substr($resp, 6, 4));
+    my $replies = eval { json_dec(substr($resp, 14, $len)) };
+    return 'sway sent a malformed reply' unless ref $replies eq 'ARRAY' && ref $replies->[0] eq 'HASH';
+    my $ok = $replies->[0]{success};
+    return undef if blessed $ok && $$ok;
+    return 'sway refused: ' . ($replies->[0]{error} // 'no reason given');
+}
+
+sub set_display {
+    my $msg = shift;
+    my %idf = defined $msg->{id} ? (id => $msg->{id}) : ();
+    my ($w, $h) = map { blessed($_) && ref $_ eq 'JNum' ? $$_ : '' } @$msg{qw(width height)};
+    for ($w, $h) {
+        next if /^[0-9]{1,5}$/ && $_ >= $DISPLAY_MIN_SIDE && $_ <= $DISPLAY_MAX_SIDE;
+        send_msg('error', %idf, message => "display size must be whole numbers from $DISPLAY_MIN_SIDE to $DISPLAY_MAX_SIDE");
+        return;
+    }
+    # A custom mode: sway 1.7 (wlroots 0.15) does not re-read the connector's mode
+    # list when the display changes, and virtio-gpu takes any mode in its limits.
+    my $err = sway_command("output * mode --custom ${w}x${h}");
+    if (defined $err) {
+        send_msg('error', %idf, message => "display ${w}x${h}: $err");
+        return;
+    }
+    send_msg('display', %idf, width => num($w + 0), height => num($h + 0));
+}
+
 # ---------------------------------------------------------------- state
 my %nav;    # the navigation in progress: id, url, target, since, state, title
 
@@ -387,8 +451,9 @@ sub handle {
         send_msg('error', %idf, message => "unsupported protocol version (this agent speaks $PROTOCOL)");
         return;
     }
-    if    ($type eq 'open')   { start_open($msg) }
-    elsif ($type eq 'status') { status_msg(%idf) }
+    if    ($type eq 'open')    { start_open($msg) }
+    elsif ($type eq 'status')  { status_msg(%idf) }
+    elsif ($type eq 'display') { set_display($msg) }
     elsif ($type eq 'shutdown') {
         send_msg('bye', %idf);
         system('sync');

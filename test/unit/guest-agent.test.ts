@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -66,6 +66,42 @@ async function fakeDevtools(): Promise<FakeDevtools> {
   return { port: (server.address() as AddressInfo).port, requests, close: () => server.close() };
 }
 
+interface RunningAgent {
+  readonly agent: ChildProcessWithoutNullStreams;
+  readonly messages: GuestMessage[];
+  readonly errors: ProtocolError[];
+  send(message: HostMessage | Record<string, unknown>): void;
+  waitFor(pred: (m: GuestMessage) => boolean, what: string): Promise<GuestMessage>;
+}
+
+/** Starts the agent with `args`, collecting what it says. */
+function startAgent(args: readonly string[]): RunningAgent {
+  const agent = spawn('perl', [AGENT, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const decoder = new FrameDecoder();
+  const messages: GuestMessage[] = [];
+  const errors: ProtocolError[] = [];
+  let stderr = '';
+  agent.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  agent.stdout.on('data', (chunk: Buffer) => {
+    for (const m of decoder.push(chunk)) (m instanceof ProtocolError ? errors : messages).push(m as never);
+  });
+  return {
+    agent,
+    messages,
+    errors,
+    send: (m) => void agent.stdin.write(encodeFrame(m as HostMessage)),
+    waitFor: async (pred, what) => {
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline) {
+        const m = messages.find(pred);
+        if (m) return m;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(messages)}; stderr: ${stderr}`);
+    },
+  };
+}
+
 test(
   'the agent says ready, opens an item disk through DevTools and refuses bad requests',
   { skip: !hasPerl && 'perl missing' },
@@ -79,41 +115,16 @@ test(
     assert.ok(item.ok);
     writeFileSync(join(devDir, 'vdb'), itemDiskImage(item, content));
     writeFileSync(join(dir, 'timings'), 'init 1.25\nrootfs 2.50\n');
-    const agent = spawn(
-      'perl',
-      [
-        AGENT,
-        '--devtools',
-        `127.0.0.1:${devtools.port}`,
-        '--items',
-        join(dir, 'items'),
-        '--timings',
-        join(dir, 'timings'),
-        '--dev-dir',
-        devDir,
-      ],
-      { stdio: ['pipe', 'pipe', 'pipe'] },
-    );
-    const decoder = new FrameDecoder();
-    const messages: GuestMessage[] = [];
-    const errors: ProtocolError[] = [];
-    let stderr = '';
-    agent.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    agent.stdout.on('data', (chunk: Buffer) => {
-      for (const m of decoder.push(chunk)) (m instanceof ProtocolError ? errors : messages).push(m as never);
-    });
-    const waitFor = async (pred: (m: GuestMessage) => boolean, what: string): Promise<GuestMessage> => {
-      const deadline = Date.now() + 10_000;
-      while (Date.now() < deadline) {
-        const m = messages.find(pred);
-        if (m) return m;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(messages)}; stderr: ${stderr}`);
-    };
-    const send = (m: HostMessage | Record<string, unknown>): void => {
-      agent.stdin.write(encodeFrame(m as HostMessage));
-    };
+    const { agent, send, waitFor, errors } = startAgent([
+      '--devtools',
+      `127.0.0.1:${devtools.port}`,
+      '--items',
+      join(dir, 'items'),
+      '--timings',
+      join(dir, 'timings'),
+      '--dev-dir',
+      devDir,
+    ]);
     try {
       const ready = await waitFor((m) => m.type === 'ready', 'ready');
       assert.equal(ready.type === 'ready' && ready.timings['init'], 1250);
@@ -158,6 +169,87 @@ test(
     } finally {
       agent.kill();
       devtools.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
+
+const idOf = (m: GuestMessage): number | undefined => ('id' in m ? m.id : undefined);
+
+/** A fake sway IPC server (i3-ipc framing): records RUN_COMMAND payloads and answers with `reply`. */
+async function fakeSway(path: string, reply: () => unknown): Promise<{ commands: string[]; close: () => void }> {
+  const commands: string[] = [];
+  const server = createServer((socket) => {
+    let buf = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      if (buf.length < 14) return;
+      const length = buf.readUInt32LE(6);
+      if (buf.length < 14 + length) return;
+      assert.equal(buf.subarray(0, 6).toString(), 'i3-ipc');
+      assert.equal(buf.readUInt32LE(10), 0, 'RUN_COMMAND');
+      commands.push(buf.subarray(14, 14 + length).toString());
+      const body = Buffer.from(JSON.stringify(reply()));
+      const head = Buffer.alloc(14);
+      head.write('i3-ipc');
+      head.writeUInt32LE(body.length, 6);
+      head.writeUInt32LE(0, 10);
+      socket.end(Buffer.concat([head, body]));
+    });
+  });
+  server.listen(path);
+  await new Promise((r) => server.once('listening', r));
+  return { commands, close: () => server.close() };
+}
+
+test(
+  "the agent sets sway's mode for a display request and refuses bad sizes",
+  { skip: !hasPerl && 'perl missing' },
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'belljar-agent-'));
+    let answer: unknown = [{ success: true }];
+    const sway = await fakeSway(join(dir, 'sway-ipc.1000.42.sock'), () => answer);
+    const { agent, send, waitFor, errors } = startAgent(['--sway-socket', join(dir, 'sway-ipc.*.sock')]);
+    try {
+      await waitFor((m) => m.type === 'ready', 'ready');
+      send({ v: 1, type: 'display', id: 1, width: 800, height: 600 });
+      const shown = await waitFor((m) => idOf(m) === 1, 'display answer');
+      assert.deepEqual(shown, { type: 'display', id: 1, width: 800, height: 600 });
+      assert.deepEqual(sway.commands, ['output * mode --custom 800x600']);
+
+      // Nothing but whole numbers in the VMM's range reaches sway's command line.
+      const bad = [
+        { id: 2, width: 10, height: 600 },
+        { id: 3, width: 800.5, height: 600 },
+        { id: 4, width: '800; exec sh', height: 600 },
+        { id: 5, width: 800 },
+        { id: 6, width: 4000, height: 600 },
+      ];
+      for (const m of bad) send({ v: 1, type: 'display', ...m });
+      for (const { id } of bad) {
+        const e = await waitFor((m) => idOf(m) === id, `refusal ${id}`);
+        assert.ok(e.type === 'error' && /whole numbers from 64 to 3840/.test(e.message), JSON.stringify(e));
+      }
+      assert.equal(sway.commands.length, 1);
+
+      // sway's refusal and sway's absence come back as errors, not as a shown mode.
+      answer = [{ success: false, error: 'Invalid mode' }];
+      send({ v: 1, type: 'display', id: 7, width: 1024, height: 768 });
+      const refused = await waitFor((m) => idOf(m) === 7, 'sway refusal');
+      assert.ok(refused.type === 'error' && /sway refused: Invalid mode/.test(refused.message));
+      answer = { not: 'a list' };
+      send({ v: 1, type: 'display', id: 8, width: 1024, height: 768 });
+      const malformed = await waitFor((m) => idOf(m) === 8, 'malformed reply');
+      assert.ok(malformed.type === 'error' && /malformed reply/.test(malformed.message));
+      sway.close();
+      rmSync(join(dir, 'sway-ipc.1000.42.sock'), { force: true });
+      send({ v: 1, type: 'display', id: 9, width: 1024, height: 768 });
+      const gone = await waitFor((m) => idOf(m) === 9, 'no sway');
+      assert.ok(gone.type === 'error' && /sway is not running/.test(gone.message), JSON.stringify(gone));
+      assert.deepEqual(errors, []);
+    } finally {
+      agent.kill();
+      sway.close();
       rmSync(dir, { recursive: true, force: true });
     }
   },

@@ -79,3 +79,21 @@ test('guest messages are validated field by field', () => {
   const status = parseGuestMessage({ v: 1, type: 'status', state: 'loaded', title: 't'.repeat(10000) });
   assert.equal(status.type === 'status' && status.title?.length, 8192);
 });
+
+test("the guest's display answer carries whole, bounded sides", () => {
+  assert.deepEqual(parseGuestMessage({ v: 1, type: 'display', id: 3, width: 800, height: 600 }), {
+    type: 'display',
+    id: 3,
+    width: 800,
+    height: 600,
+  });
+  for (const bad of [
+    { width: 800 },
+    { width: 800.5, height: 600 },
+    { width: '800', height: 600 },
+    { width: 0, height: 600 },
+    { width: 800, height: 1e9 },
+  ]) {
+    assert.throws(() => parseGuestMessage({ v: 1, type: 'display', id: 1, ...bad }), /display\.(width|height)/);
+  }
+});

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CHROMIUM_FLAGS, INITRAMFS_MODULES, KERNEL_CMDLINE } from '../../guest-images/config.js';
-import { shellQuote, stage1Script, stage2Script } from '../../guest-images/guest-init.js';
+import { shellQuote, stage1Script, stage2Script, swayConfig, viewerLauncher } from '../../guest-images/guest-init.js';
 import { customizeHook } from '../../guest-images/rootfs.js';
 import { coverage, hex, parsePpm, pixel } from '../../guest-images/ppm.js';
 
@@ -18,6 +18,7 @@ test(
     for (const [name, script] of [
       ['stage 1', stage1Script()],
       ['stage 2', stage2Script()],
+      ['viewer launcher', viewerLauncher()],
       ['customize hook', customizeHook()],
     ] as const) {
       const r = spawnSync(BUSYBOX, ['sh', '-n'], { input: script, encoding: 'utf8' });
@@ -37,7 +38,7 @@ test(
 
 test('the guest keeps its security-relevant settings', () => {
   const stage2 = stage2Script();
-  // cage and Chromium run as the unprivileged viewer, never as root.
+  // sway and Chromium run as the unprivileged viewer, never as root.
   assert.match(stage2, /setpriv --reuid=1000 --regid=1000 --clear-groups/);
   assert.ok(!CHROMIUM_FLAGS.some((f) => f.startsWith('--no-sandbox')), "Chromium's sandbox stays on");
   assert.ok(CHROMIUM_FLAGS.includes('--remote-debugging-address=127.0.0.1'));
@@ -65,4 +66,15 @@ test('PPM screendumps are parsed and measured', () => {
   assert.throws(() => pixel(img, 4, 0), RangeError);
   assert.throws(() => parsePpm(Buffer.from('P3\n1 1\n255\n0 0 0')), /P6/);
   assert.throws(() => parsePpm(Buffer.concat([header, pixels.subarray(0, 5)])), /truncated/);
+});
+
+test("sway's kiosk config starts Chromium with exactly our flags, and no X server", () => {
+  const config = swayConfig();
+  assert.match(config, /^xwayland disable$/m);
+  assert.match(config, /^swaynag_command -$/m);
+  assert.doesNotMatch(config, /bindsym|^bar/m, 'no key bindings or bars: the guest is a kiosk');
+  assert.ok(stage2Script().includes(config) && stage2Script().includes(viewerLauncher()));
+  // The launcher's words, as the shell sees them, are Chromium's path, our flags and the first page.
+  const words = spawnSync('sh', ['-c', viewerLauncher().replace(/^exec /, "printf '%s\\n' ")], { encoding: 'utf8' });
+  assert.deepEqual(words.stdout.trim().split('\n'), ['/usr/bin/chromium', ...CHROMIUM_FLAGS, 'about:blank']);
 });

@@ -66,6 +66,13 @@ export class AgentLink {
     this.connection.write(encodeFrame(message));
   }
 
+  /** Asks the guest's compositor to show a `width` × `height` mode; returns the request's id. */
+  display(width: number, height: number): number {
+    const id = this.nextId++;
+    this.connection.write(encodeFrame({ v: 1, type: 'display', id, width, height }));
+    return id;
+  }
+
   close(): void {
     this.connection.destroy();
   }

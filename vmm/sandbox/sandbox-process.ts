@@ -83,6 +83,11 @@ class Sandbox {
   /** The guest's screen size as last exported (pointer positions are scaled to it). */
   private screen = { width: 0, height: 0 };
   private stage: SandboxStage = 'booting';
+  /** The display size offered to the guest, and the one its compositor was last asked to show. */
+  private displaySize: { width: number; height: number };
+  private guestDisplay: { width: number; height: number };
+  /** Ids of `display` requests in flight: an error answering one is not the page's. */
+  private readonly displayRequests = new Set<number>();
   private readonly proxy: EgressProxy;
   private readonly vm: Vm;
 
@@ -108,6 +113,7 @@ class Sandbox {
         },
       },
     );
+    this.displaySize = this.guestDisplay = this.vm.devices.gpu?.displaySize ?? spec.display;
     this.proxy = new EgressProxy({
       mode: spec.network === 'web' ? 'public-web' : 'deny-all',
       ...(spec.allowForTests ? { allowForTests: spec.allowForTests } : {}),
@@ -137,6 +143,11 @@ class Sandbox {
         timeoutMs: this.spec.agentTimeoutMs,
         signal: this.abort.signal,
         onMessage: (message) => {
+          if ('id' in message && message.id !== undefined && this.displayRequests.delete(message.id)) {
+            if (message.type === 'error')
+              process.stderr.write(`sandbox: the guest kept its display: ${message.message}\n`);
+            return;
+          }
           if (message.type === 'status') {
             send({
               type: 'page',
@@ -156,6 +167,7 @@ class Sandbox {
       return;
     }
     this.setStage('guest-ready');
+    this.syncGuestDisplay();
     this.agent.open(this.spec.url !== undefined ? { url: this.spec.url } : { disk: ITEM_DISK_NAME });
     this.setStage('opening');
   }
@@ -177,9 +189,13 @@ class Sandbox {
       case 'input':
         for (const event of message.events) this.input(event);
         break;
-      case 'resize':
-        this.vm.devices.gpu?.setDisplaySize(message.width, message.height);
+      case 'resize': {
+        const gpu = this.vm.devices.gpu;
+        if (!gpu) break;
+        this.displaySize = gpu.setDisplaySize(message.width, message.height);
+        this.syncGuestDisplay();
         break;
+      }
       case 'frame-ack':
         this.unacked.shift()?.release();
         break;
@@ -192,6 +208,18 @@ class Sandbox {
       case 'start':
         break;
     }
+  }
+
+  /**
+   * The display event alone changes only the guest's mode list: its compositor
+   * keeps its mode until the agent asks it for the new one. Before the agent is
+   * up, sway starts (or already runs) at the offered size and this waits.
+   */
+  private syncGuestDisplay(): void {
+    const { width, height } = this.displaySize;
+    if (!this.agent || (width === this.guestDisplay.width && height === this.guestDisplay.height)) return;
+    this.guestDisplay = this.displaySize;
+    this.displayRequests.add(this.agent.display(width, height));
   }
 
   private input(event: SandboxInputEvent): void {
