@@ -18,9 +18,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { PNG } from 'pngjs';
 import { findGuestImage } from '../../electron/sessions/guest-image.js';
+import { clampDisplaySize } from '../../vmm/devices/virtio/gpu/gpu.js';
 import { detectHostKvm } from '../lab/host-kvm.js';
 import { runInLab } from '../lab/lab.js';
-import { LAB_SIDE_READY } from './lab-side-ready.js';
+import { LAB_SIDE_READY, type SandboxReport } from './lab-side-contract.js';
 
 const FIXTURE = new URL('../../../test/fixtures/guest/interactive-page.html', import.meta.url).pathname;
 const RESULTS = 'dist/test-results';
@@ -42,8 +43,8 @@ type Rgb = readonly [number, number, number];
 type Size = { readonly width: number; readonly height: number };
 /** The browser window starts at 1280 × 900 and is made this size to check that the guest follows. */
 const RESIZED_VIEWPORT: Size = { width: 1100, height: 760 };
-/** How long the (known-failing) guest resize gets before it is reported. */
-const RESIZE_TODO_MS = 30_000;
+/** From the renderer's resize request to the guest's screen at the new size. */
+const RESIZE_MS = 60_000;
 type Region = readonly [number, number, number, number];
 /** The fixture's regions (fractions of the guest screen) and colours; see interactive-page.html. */
 const BUTTON: Region = [0.07, 0.07, 0.43, 0.43];
@@ -169,6 +170,11 @@ async function diagnostics<T>(url: string, method: 'GET' | 'POST' = 'GET'): Prom
   return (await response.json()) as T;
 }
 
+/** The lab side's report of the sandboxes it has seen. */
+function sandboxReport(diag: string): Promise<SandboxReport[]> {
+  return diagnostics<SandboxReport[]>(`${diag}/sandboxes`);
+}
+
 /** The lab's L1 kernel sometimes panics under nested SVM on the software CPU (docs/benchmarks.md). */
 const L1_PANIC = /Kernel panic - not syncing/;
 /** The guest's CPU resetting with no message, which the nested lab does now and then (sandbox-interactive.test.ts). */
@@ -189,7 +195,7 @@ test(
         return;
       } catch (error) {
         // Only the lab's known faults are retried (each reported); anything else fails the test.
-        const sandboxError = await diagnostics<{ error?: string }[]>(`http://127.0.0.1:${diagPort}/sandboxes`)
+        const sandboxError = await sandboxReport(`http://127.0.0.1:${diagPort}`)
           .then((report) => report[0]?.error ?? '')
           .catch(() => '');
         const message = `${error instanceof Error ? error.message : String(error)} / the sandbox failed: ${sandboxError}`;
@@ -253,9 +259,7 @@ async function drive(t: TestContext, browser: Browser, url: string, labSide: Lab
   let sessionState = '';
   /** What the session service saw (input events, resizes, frames), for failure messages. */
   const observe = async () => {
-    const report = await diagnostics<{ state: string; error?: string; counts: unknown; display: unknown }[]>(
-      `${diag}/sandboxes`,
-    );
+    const report = await sandboxReport(diag);
     sessionState = `${JSON.stringify(report.map((r) => ({ counts: r.counts, display: r.display })))}\n`;
     const failed = report.find((r) => r.state === 'failed');
     if (failed) throw new Error(`the sandbox failed: ${failed.error ?? 'no reason'}`);
@@ -338,54 +342,50 @@ async function drive(t: TestContext, browser: Browser, url: string, labSide: Lab
   );
 
   // The window changes size: the renderer asks for the display area's size
-  // after a pause and the session service passes it on (checked); the guest's
-  // screen following it is reported, not required: the guest's cage 0.1.4
-  // keeps its mode (docs/display.md).
-  type Displays = { display?: Size; requestedDisplay?: Size }[];
-  const sizeBefore = (await diagnostics<Displays>(`${diag}/sandboxes`))[0]?.display;
+  // after a pause, the session service passes it on, the VMM offers it (the
+  // width in 8-pixel cells) and the guest's sway shows it.
+  const sizeBefore = (await sandboxReport(diag))[0]?.display;
   await page.setViewportSize(RESIZED_VIEWPORT);
-  let displays: Displays = [];
+  let displays: SandboxReport[] = [];
   const askedMs = await until(
     'the renderer asks for the new display size',
     REACTION_MS,
     async () => {
-      displays = await diagnostics<Displays>(`${diag}/sandboxes`);
+      displays = await sandboxReport(diag);
       const asked = displays[0]?.requestedDisplay;
       return asked !== undefined && asked.width <= RESIZED_VIEWPORT.width && asked.height <= RESIZED_VIEWPORT.height;
     },
     () => JSON.stringify(displays),
   );
-  t.diagnostic(
-    `window resized: asked for ${JSON.stringify(displays[0]?.requestedDisplay)} after ${(askedMs / 1000).toFixed(1)} s`,
-  );
-  await t.test(
-    "the guest's screen follows the window's new size",
-    { todo: "cage 0.1.4 keeps a connected output's mode (docs/display.md)" },
+  const asked = displays[0]!.requestedDisplay!;
+  const offered = clampDisplaySize(asked.width, asked.height);
+  const followMs = await until(
+    `the guest's screen at the offered ${offered.width}x${offered.height}`,
+    RESIZE_MS,
     async () => {
-      await until(
-        "the guest's screen at the asked size",
-        RESIZE_TODO_MS,
-        async () => {
-          displays = await diagnostics<Displays>(`${diag}/sandboxes`);
-          const { display: now, requestedDisplay: asked } = displays[0] ?? {};
-          return now !== undefined && now.width === asked?.width && now.height === asked.height;
-        },
-        () => `${JSON.stringify(displays)} (was ${JSON.stringify(sizeBefore)})`,
-      );
+      displays = await sandboxReport(diag);
+      const now = displays[0]?.display;
+      return now !== undefined && now.width === offered.width && now.height === offered.height;
     },
+    () => `${JSON.stringify(displays)} (was ${JSON.stringify(sizeBefore)})`,
+  );
+  await until(
+    'the canvas shows the page laid out for the new size',
+    REACTION_MS,
+    async () => {
+      await observe();
+      last = await shot(display);
+      return coverage(last, GREEN, BUTTON) > 0.8 && coverage(last, MAGENTA, STATUS) > 0.8;
+    },
+    colours,
+  );
+  t.diagnostic(
+    `window resized: asked for ${JSON.stringify(asked)} after ${(askedMs / 1000).toFixed(1)} s; ` +
+      `the guest showed ${offered.width}x${offered.height} ${(followMs / 1000).toFixed(1)} s later`,
   );
   await page.screenshot({ path: `${RESULTS}/e2e-resized.png` });
 
-  const before = await diagnostics<
-    {
-      id: string;
-      state: string;
-      pid: number;
-      alive: boolean;
-      tempDirExists: boolean;
-      timings: Record<string, number>;
-    }[]
-  >(`${diag}/sandboxes`);
+  const before = await sandboxReport(diag);
   assert.equal(before.length, 1);
   assert.ok(before[0]!.alive && before[0]!.tempDirExists, 'the sandbox runs, with its item disk');
   t.diagnostic(`VMM process timings (ms since its start): ${JSON.stringify(before[0]!.timings)}`);
@@ -396,12 +396,12 @@ async function drive(t: TestContext, browser: Browser, url: string, labSide: Lab
     'the sandbox is closed',
     60_000,
     async () => {
-      const report = await diagnostics<typeof before>(`${diag}/sandboxes`);
+      const report = await sandboxReport(diag);
       return report[0]?.state === 'closed';
     },
     () => labSide.output().slice(-2000),
   );
-  const after = await diagnostics<typeof before>(`${diag}/sandboxes`);
+  const after = await sandboxReport(diag);
   assert.equal(after[0]!.alive, false, 'the VMM process is gone');
   assert.equal(after[0]!.tempDirExists, false, 'its temp files are removed');
   await page.screenshot({ path: `${RESULTS}/e2e-closed.png` });

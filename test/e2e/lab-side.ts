@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { BridgeServer } from '../../electron/bridge/bridge-server.js';
 import type { SandboxSession } from '../../electron/sessions/sandbox-session.js';
 import { SessionManager } from '../../electron/sessions/session-manager.js';
-import { LAB_SIDE_READY } from './lab-side-ready.js';
+import { LAB_SIDE_READY, type SandboxReport } from './lab-side-contract.js';
 
 const RENDERER_DIR = fileURLToPath(new URL('../../renderer', import.meta.url));
 
@@ -64,7 +64,7 @@ function alive(pid: number | undefined): boolean {
 
 const diagnostics = createServer((req, res) => {
   if (req.method === 'GET' && req.url === '/sandboxes') {
-    const report = [...seen.values()].map((s) => ({
+    const report = [...seen.values()].map((s): SandboxReport => ({
       id: s.id,
       state: s.state,
       error: s.error,
