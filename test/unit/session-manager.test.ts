@@ -253,6 +253,18 @@ describe('SessionManager runs a VMM process per sandbox', { timeout: 30_000 }, (
     assert.deepEqual(sandboxDirs(), []);
   });
 
+  test("the guest's command line is the image's, plus belljar.debug only when asked for", async () => {
+    const plain = manager();
+    const a = await plain.open({ kind: 'url', url: 'https://example.com/' });
+    assert.equal(plain.session(a.id)?.spec.cmdline, 'console=ttyS0');
+    const debugging = manager({ guestDebug: 'viewer' });
+    const b = await debugging.open({ kind: 'url', url: 'https://example.com/' });
+    assert.equal(debugging.session(b.id)?.spec.cmdline, 'console=ttyS0 belljar.debug=viewer');
+    await plain.closeAll();
+    await debugging.closeAll();
+    assert.deepEqual(sandboxDirs(), []);
+  });
+
   test('input, resize and attachDisplay on a live or failed sandbox do not throw', async () => {
     const m = manager();
     const { id } = await m.open({ kind: 'file', path: join(fixtures, 'hello.txt') });
