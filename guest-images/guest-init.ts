@@ -81,10 +81,17 @@ exec ${GUEST_RUN_DIR}/busybox sh ${GUEST_RUN_DIR}/${VIEWER_LAUNCHER}
 `;
 }
 
-/** Chromium's command line, run by sway (its `exec` goes through `sh -c`: quoting stays ours). */
+/**
+ * Chromium's command line, run by sway (its `exec` goes through `sh -c`: quoting
+ * stays ours). When Chromium ends, so does sway, as a kiosk should: stage 2
+ * then reports the viewer's end and its last log lines on the console.
+ */
 export function viewerLauncher(): string {
   const chromium = ['/usr/bin/chromium', ...CHROMIUM_FLAGS].map(shellQuote).join(' ');
-  return `exec ${chromium} about:blank\n`;
+  return `${chromium} about:blank
+echo "belljar-viewer: Chromium exited ($?)" >&2
+exec swaymsg exit
+`;
 }
 
 /** Files stage 2 writes into GUEST_RUN_DIR before starting sway. */

@@ -75,6 +75,9 @@ test("sway's kiosk config starts Chromium with exactly our flags, and no X serve
   assert.doesNotMatch(config, /bindsym|^bar/m, 'no key bindings or bars: the guest is a kiosk');
   assert.ok(stage2Script().includes(config) && stage2Script().includes(viewerLauncher()));
   // The launcher's words, as the shell sees them, are Chromium's path, our flags and the first page.
-  const words = spawnSync('sh', ['-c', viewerLauncher().replace(/^exec /, "printf '%s\\n' ")], { encoding: 'utf8' });
+  const [command, ...rest] = viewerLauncher().split('\n');
+  const words = spawnSync('sh', ['-c', `printf '%s\\n' ${command}`], { encoding: 'utf8' });
   assert.deepEqual(words.stdout.trim().split('\n'), ['/usr/bin/chromium', ...CHROMIUM_FLAGS, 'about:blank']);
+  // A kiosk ends with its application: sway is told to exit when Chromium does.
+  assert.match(rest.join('\n'), /^exec swaymsg exit$/m);
 });
