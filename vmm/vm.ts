@@ -292,6 +292,11 @@ export class Vm {
     return this.exit;
   }
 
+  /** Each vCPU's mailbox counters (a request ahead of its response waits for the main thread). */
+  get vcpuMailboxes(): { request: number; response: number; runs: number }[] {
+    return this.threads.map((t) => t.mailboxState);
+  }
+
   /** Port and MMIO exits handled so far, all vCPUs. */
   get exitCount(): number {
     return this.threads.reduce((sum, t) => sum + t.exits, 0);

@@ -58,7 +58,8 @@ export class SandboxSession {
   private sink: DisplaySink | null = null;
   /** Acknowledgements owed to the VMM for frames handed to the current sink. */
   private readonly owedAcks = new Set<() => void>();
-  private stderrTail = '';
+  /** The VMM process's last stderr lines (its own diagnostics). */
+  stderrTail = '';
   private readonly rssTimer: NodeJS.Timeout;
   private exitReport: Extract<ChildMessage, { type: 'exit' }> | undefined;
   readonly exited: Promise<void>;

@@ -30,7 +30,10 @@ export interface SessionManagerOptions {
   readonly agentTimeoutMs?: number;
   /** Files open without network; URLs get the public web through the egress proxy. */
   readonly allowForTests?: readonly string[];
-  /** `viewer`: the guest copies its compositor's and browser's log to the serial console (for diagnosis). */
+  /**
+   * `viewer`: for diagnosis, the guest copies its compositor's and browser's log
+   * to the serial console, and its kernel prints warnings with their backtraces.
+   */
   readonly guestDebug?: 'viewer';
   /** Node binary for the VMM processes (default: this process's). */
   readonly execPath?: string;
@@ -45,6 +48,8 @@ export const SESSION_DEFAULTS = {
 } as const;
 
 const URL_TITLE_CHARS = 80;
+/** With guestDebug: kernel warnings (soft lockups, RCU stalls) print their backtraces too; the last loglevel= wins. */
+const DEBUG_LOGLEVEL = 'loglevel=5';
 
 export class SessionManager implements SessionService {
   private readonly sessions = new Map<SandboxId, SandboxSession>();
@@ -78,7 +83,9 @@ export class SessionManager implements SessionService {
         kernel: image.kernel,
         initrd: image.initrd,
         rootfs: image.rootfs,
-        cmdline: this.options.guestDebug ? `${image.cmdline} belljar.debug=${this.options.guestDebug}` : image.cmdline,
+        cmdline: this.options.guestDebug
+          ? `${image.cmdline} belljar.debug=${this.options.guestDebug} ${DEBUG_LOGLEVEL}`
+          : image.cmdline,
         memoryMiB: this.options.memoryMiB ?? SESSION_DEFAULTS.memoryMiB,
         vcpus: this.options.vcpus ?? SESSION_DEFAULTS.vcpus,
         display: this.options.display ?? SESSION_DEFAULTS.display,

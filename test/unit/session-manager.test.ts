@@ -259,7 +259,7 @@ describe('SessionManager runs a VMM process per sandbox', { timeout: 30_000 }, (
     assert.equal(plain.session(a.id)?.spec.cmdline, 'console=ttyS0');
     const debugging = manager({ guestDebug: 'viewer' });
     const b = await debugging.open({ kind: 'url', url: 'https://example.com/' });
-    assert.equal(debugging.session(b.id)?.spec.cmdline, 'console=ttyS0 belljar.debug=viewer');
+    assert.equal(debugging.session(b.id)?.spec.cmdline, 'console=ttyS0 belljar.debug=viewer loglevel=5');
     await plain.closeAll();
     await debugging.closeAll();
     assert.deepEqual(sandboxDirs(), []);

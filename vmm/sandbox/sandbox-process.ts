@@ -30,6 +30,8 @@ const ITEM_DISK_NAME = 'vdb';
 const CONSOLE_TAIL_BYTES = 16 * 1024;
 /** After reporting its end, the process leaves even if something still holds the event loop. */
 const EXIT_GRACE_MS = 1000;
+/** How often the vCPUs' mailboxes are checked for an access the main thread has left unanswered. */
+const VCPU_WATCH_MS = 5000;
 
 function send(message: ChildMessage): void {
   if (process.connected) process.send!(message);
@@ -127,8 +129,32 @@ class Sandbox {
     gpu.frames.subscribe((frame) => this.onFrame(frame));
     void this.vm.exit.then((exit) => this.onExit(exit));
     this.vm.start();
+    this.watchVcpus();
     this.setStage('booting');
     void this.connectAgent();
+  }
+
+  /**
+   * A vCPU whose port or MMIO access stays unanswered is stuck outside the
+   * guest, and the guest's other CPUs soon wait for it. Not expected; said on
+   * stderr (the app keeps its tail) so a hung guest can be told from a hung VMM.
+   */
+  private watchVcpus(): void {
+    let last = this.vm.vcpuMailboxes;
+    const timer = setInterval(() => {
+      const now = this.vm.vcpuMailboxes;
+      now.forEach((m, id) => {
+        const before = last[id];
+        if (m.request !== m.response && before?.request === m.request) {
+          process.stderr.write(
+            `sandbox: vCPU ${id} has waited over ${VCPU_WATCH_MS / 1000} s for its access ${m.request} to be answered\n`,
+          );
+        }
+      });
+      last = now;
+    }, VCPU_WATCH_MS);
+    timer.unref();
+    void this.vm.exit.then(() => clearInterval(timer));
   }
 
   private setStage(stage: SandboxStage): void {
