@@ -33,6 +33,8 @@ const PAGE_SHOWN_MS = 420_000;
 const REACTION_MS = 90_000;
 /** The pointer rests over the display this long before the click. */
 const POINTER_REST_MS = 3000;
+/** How long a click holds the button down (a hand's click: tens of milliseconds or more). */
+const CLICK_HOLD_MS = 100;
 /** Clicks tried to give the guest's browser keyboard focus (issue 5: clicks are unreliable). */
 const FOCUS_CLICKS = 3;
 /** How long typed text gets to show after a click that is not the last one tried. */
@@ -50,6 +52,9 @@ type Region = readonly [number, number, number, number];
 const BUTTON: Region = [0.07, 0.07, 0.43, 0.43];
 const STATUS: Region = [0.57, 0.07, 0.93, 0.43];
 const FIELD: Region = [0.07, 0.57, 0.93, 0.88];
+/** Background right of the status box and below the field: page content there means a layout for a larger screen. */
+const RIGHT_MARGIN: Region = [0.965, 0.1, 0.995, 0.4];
+const BOTTOM_MARGIN: Region = [0.1, 0.92, 0.9, 0.99];
 const ORANGE: Rgb = [0xff, 0x88, 0x00];
 const GREEN: Rgb = [0x00, 0xc0, 0x00];
 const GREY: Rgb = [0x80, 0x80, 0x80];
@@ -300,7 +305,7 @@ async function drive(t: TestContext, browser: Browser, url: string, labSide: Lab
   await sleep(POINTER_REST_MS);
   let typeMs: number;
   for (let click = 1; ; click++) {
-    await page.mouse.click(statusX, statusY);
+    await page.mouse.click(statusX, statusY, { delay: CLICK_HOLD_MS });
     await sleep(2000);
     await page.keyboard.press('Control+a');
     await page.keyboard.type('belljar', { delay: 50 });
@@ -369,19 +374,25 @@ async function drive(t: TestContext, browser: Browser, url: string, labSide: Lab
     },
     () => `${JSON.stringify(displays)} (was ${JSON.stringify(sizeBefore)})`,
   );
-  await until(
+  const layoutMs = await until(
     'the canvas shows the page laid out for the new size',
     REACTION_MS,
     async () => {
       await observe();
       last = await shot(display);
-      return coverage(last, GREEN, BUTTON) > 0.8 && coverage(last, MAGENTA, STATUS) > 0.8;
+      return (
+        coverage(last, GREEN, BUTTON) > 0.8 &&
+        coverage(last, MAGENTA, STATUS) > 0.8 &&
+        coverage(last, MAGENTA, RIGHT_MARGIN) < 0.05 &&
+        coverage(last, WHITE, BOTTOM_MARGIN) < 0.05
+      );
     },
     colours,
   );
   t.diagnostic(
     `window resized: asked for ${JSON.stringify(asked)} after ${(askedMs / 1000).toFixed(1)} s; ` +
-      `the guest showed ${offered.width}x${offered.height} ${(followMs / 1000).toFixed(1)} s later`,
+      `the guest showed ${offered.width}x${offered.height} ${(followMs / 1000).toFixed(1)} s later, ` +
+      `the page laid out for it ${(layoutMs / 1000).toFixed(1)} s after that`,
   );
   await page.screenshot({ path: `${RESULTS}/e2e-resized.png` });
 

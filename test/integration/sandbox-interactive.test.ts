@@ -31,6 +31,8 @@ const PAGE_SHOWN_MS = 360_000;
 const REACTION_MS = 90_000;
 /** How long the (known-failing) click gets before it is reported. */
 const CLICK_MS = 30_000;
+/** How long a click holds the button down (a hand's click: tens of milliseconds or more). */
+const CLICK_HOLD_MS = 100;
 /** From a resize request to the guest's screen at the new size. */
 const RESIZE_MS = 60_000;
 /** The cursor image's extent below and right of its hot spot, in pixels (about). */
@@ -51,6 +53,9 @@ const RESIZED = { width: 1016, height: 700 };
 const BUTTON: Region = [0.07, 0.07, 0.43, 0.43];
 const STATUS: Region = [0.57, 0.07, 0.93, 0.43];
 const FIELD: Region = [0.07, 0.57, 0.93, 0.88];
+/** Background right of the status box and below the field: page content there means a layout for a larger screen. */
+const RIGHT_MARGIN: Region = [0.965, 0.1, 0.995, 0.4];
+const BOTTOM_MARGIN: Region = [0.1, 0.92, 0.9, 0.99];
 const ORANGE: Rgb = [0xff, 0x88, 0x00];
 const GREEN: Rgb = [0x00, 0xc0, 0x00];
 const GREY: Rgb = [0x80, 0x80, 0x80];
@@ -98,6 +103,9 @@ test(
       display: DISPLAY,
       allowForTests: [`127.0.0.1:${port}`],
       agentTimeoutMs: PAGE_SHOWN_MS,
+      // The guest's compositor and browser log on the console (light with sway):
+      // a failed run's console then says what the guest's browser was doing.
+      guestDebug: 'viewer',
     });
     t.after(() => sessions.closeAll());
     for (let attempt = 1; ; attempt++) {
@@ -153,7 +161,9 @@ async function scenario(
   });
   try {
     const colours = () =>
-      `state ${session.state} ${session.error ?? ''}; ${screen.width}x${screen.height}, ${screen.frames} frames; ` +
+      `state ${session.state} ${session.error ?? ''}; page ${JSON.stringify(session.page ?? null)}; ` +
+      `VMM timings ${JSON.stringify(session.timings)}; VMM stderr ${JSON.stringify(session.stderrTail.slice(-500))}; ` +
+      `${screen.width}x${screen.height}, ${screen.frames} frames; ` +
       `button orange ${screen.coverage(ORANGE, BUTTON).toFixed(2)} green ${screen.coverage(GREEN, BUTTON).toFixed(2)}, ` +
       `status grey ${screen.coverage(GREY, STATUS).toFixed(2)} magenta ${screen.coverage(MAGENTA, STATUS).toFixed(2)}`;
     const failed = () => {
@@ -180,11 +190,15 @@ async function scenario(
       x: Math.round(((region[0] + region[2]) / 2) * screen.width),
       y: Math.round(((region[1] + region[3]) / 2) * screen.height),
     });
-    const click = (region: Region): InputEvent[] => [
-      { type: 'pointer-move', ...at(region) },
-      { type: 'pointer-button', button: 'left', down: true },
-      { type: 'pointer-button', button: 'left', down: false },
-    ];
+    /** A click as a hand makes one: the button is held for a moment, not released in the same instant. */
+    const click = async (region: Region): Promise<void> => {
+      sessions.input(summary.id, [
+        { type: 'pointer-move', ...at(region) },
+        { type: 'pointer-button', button: 'left', down: true },
+      ]);
+      await sleep(CLICK_HOLD_MS);
+      sessions.input(summary.id, [{ type: 'pointer-button', button: 'left', down: false }]);
+    };
 
     // The pointer: its motion reaches the compositor, which draws the cursor where we put it.
     const target = at(STATUS);
@@ -210,7 +224,7 @@ async function scenario(
       'a pointer click reaches the page',
       { todo: 'clicks reach libinput in the guest but the page sees them only sometimes' },
       async () => {
-        sessions.input(summary.id, click(STATUS));
+        await click(STATUS);
         await until(
           'the status box turns cyan after a click',
           CLICK_MS,
@@ -265,13 +279,21 @@ async function scenario(
       () => `screen ${screen.width}x${screen.height}; ${colours()}`,
     );
     // The page is laid out again for the new size: its regions are where they belong.
-    await until(
+    const layoutMs = await until(
       'the page fills the new screen',
       REACTION_MS,
-      () => failed() || (screen.coverage(GREEN, BUTTON) > 0.9 && screen.coverage(MAGENTA, STATUS) > 0.9),
+      () =>
+        failed() ||
+        (screen.coverage(GREEN, BUTTON) > 0.9 &&
+          screen.coverage(MAGENTA, STATUS) > 0.9 &&
+          screen.coverage(MAGENTA, RIGHT_MARGIN) < 0.05 &&
+          screen.coverage(WHITE, BOTTOM_MARGIN) < 0.05),
       colours,
     );
-    t.diagnostic(`resize → new mode on screen after ${(resizeMs / 1000).toFixed(1)} s`);
+    t.diagnostic(
+      `resize → new mode on screen after ${(resizeMs / 1000).toFixed(1)} s, ` +
+        `the page laid out for it ${(layoutMs / 1000).toFixed(1)} s after that`,
+    );
     writeFileSync(`${RESULTS}/sandbox-resized.png`, encodePng(screen.width, screen.height, screen.pixels));
   } finally {
     // Ended however the scenario ends: a failed run's stream is the evidence.
