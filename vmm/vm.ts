@@ -72,6 +72,9 @@ export interface VmDevices {
   readonly vsock?: VirtioVsock;
 }
 
+/** The display device's name on the MMIO bus (and in `queueProgress`). */
+export const DISPLAY_DEVICE_NAME = 'virtio-gpu';
+
 export class VmError extends Error {
   override name = 'VmError';
 }
@@ -175,7 +178,7 @@ export class Vm {
       }));
       if (config.rng) devices.push({ name: 'virtio-rng', device: new VirtioRng() });
       const gpu = config.display ? new VirtioGpu(config.display) : undefined;
-      if (gpu) devices.push({ name: 'virtio-gpu', device: gpu });
+      if (gpu) devices.push({ name: DISPLAY_DEVICE_NAME, device: gpu });
       const keyboard = config.input ? VirtioInput.keyboard() : undefined;
       const pointer = config.input ? VirtioInput.tablet() : undefined;
       if (keyboard && pointer) {
@@ -290,6 +293,16 @@ export class Vm {
   async stop(): Promise<VmExit> {
     this.finish({ kind: 'stopped' });
     return this.exit;
+  }
+
+  /**
+   * Where a device's queue stands: `pending` chains the guest has made
+   * available and the device has not taken; `taken` counts the ones it took
+   * (mod 2^16). Undefined for an unknown device or queue.
+   */
+  queueProgress(device: string, index: number): { pending: number; taken: number } | undefined {
+    const queue = this.virtio.find((d) => d.name === device)?.transport.queue(index);
+    return queue ? { pending: queue.pending(), taken: queue.lastAvailIndex } : undefined;
   }
 
   /** Each vCPU's mailbox counters (a request ahead of its response waits for the main thread). */

@@ -11,7 +11,8 @@ import { parseVmConfig } from '../config.js';
 import { EXIT_CODE } from '../exit-codes.js';
 import { EgressProxy } from '../proxy/egress-proxy.js';
 import type { DisplayFrame } from '../devices/virtio/gpu/frame-export.js';
-import { Vm, type VmExit } from '../vm.js';
+import { GPU_CONTROL_QUEUE, GPU_CURSOR_QUEUE } from '../devices/virtio/gpu/protocol.js';
+import { DISPLAY_DEVICE_NAME, Vm, type VmExit } from '../vm.js';
 import { AgentLink } from './agent-link.js';
 import type {
   ChildMessage,
@@ -30,8 +31,13 @@ const ITEM_DISK_NAME = 'vdb';
 const CONSOLE_TAIL_BYTES = 16 * 1024;
 /** After reporting its end, the process leaves even if something still holds the event loop. */
 const EXIT_GRACE_MS = 1000;
-/** How often the vCPUs' mailboxes are checked for an access the main thread has left unanswered. */
+/**
+ * How often the vCPUs' mailboxes are checked for an access the main thread has
+ * left unanswered, and the display's request queues for requests not taken.
+ */
 const VCPU_WATCH_MS = 5000;
+/** The display's queues that carry the guest's requests. */
+const DISPLAY_REQUEST_QUEUES = [GPU_CONTROL_QUEUE, GPU_CURSOR_QUEUE] as const;
 
 function send(message: ChildMessage): void {
   if (process.connected) process.send!(message);
@@ -141,6 +147,8 @@ class Sandbox {
    */
   private watchVcpus(): void {
     let last = this.vm.vcpuMailboxes;
+    const display = () => DISPLAY_REQUEST_QUEUES.map((q) => this.vm.queueProgress(DISPLAY_DEVICE_NAME, q));
+    let lastDisplay = display();
     const timer = setInterval(() => {
       const now = this.vm.vcpuMailboxes;
       now.forEach((m, id) => {
@@ -152,6 +160,18 @@ class Sandbox {
         }
       });
       last = now;
+      // The display's request queues: requests the guest queued that the device
+      // has not taken for a whole interval mean a notification went unseen.
+      const nowDisplay = display();
+      nowDisplay.forEach((q, i) => {
+        const before = lastDisplay[i];
+        if (q && before && q.pending > 0 && before.pending > 0 && q.taken === before.taken) {
+          process.stderr.write(
+            `sandbox: ${DISPLAY_DEVICE_NAME} queue ${DISPLAY_REQUEST_QUEUES[i]}: ${q.pending} requests not taken for over ${VCPU_WATCH_MS / 1000} s\n`,
+          );
+        }
+      });
+      lastDisplay = nowDisplay;
     }, VCPU_WATCH_MS);
     timer.unref();
     void this.vm.exit.then(() => clearInterval(timer));
