@@ -138,12 +138,12 @@ if [ -e /dev/vsock ]; then
   socat TCP-LISTEN:${GUEST_PROXY_PORT},bind=127.0.0.1,reuseaddr,fork VSOCK-CONNECT:2:${HOST_PROXY_VSOCK_PORT} > /dev/null 2>&1 &
 fi
 
-# The viewer's output goes to a tmpfs log (a serial console is slow, and
-# Chromium is chatty); the log's tail reaches the console if the viewer dies.
 cat > ${GUEST_RUN_DIR}/${SWAY_CONFIG} <<'BELLJAR_EOF'
 ${swayConfig()}BELLJAR_EOF
 cat > ${GUEST_RUN_DIR}/${VIEWER_LAUNCHER} <<'BELLJAR_EOF'
 ${viewerLauncher()}BELLJAR_EOF
+# The viewer's output goes to a tmpfs log (a serial console is slow, and
+# Chromium is chatty); the log's tail reaches the console if the viewer dies.
 (
 /usr/bin/setpriv --reuid=${uid} --regid=${gid} --clear-groups \\
   $BB env -i PATH=/usr/bin:/bin HOME=${home} USER=${name} XDG_RUNTIME_DIR=${runtimeDir} \\

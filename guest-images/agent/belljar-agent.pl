@@ -308,20 +308,19 @@ sub sway_command {
     defined syswrite($sock, $req) or return "cannot talk to sway: $!";
     my $sel = IO::Select->new($sock);
     my $deadline = time + $SWAY_TIMEOUT_S;
-    my $resp = '';
+    my ($resp, $len) = ('', undef);
     while (1) {
-        if (length $resp >= 14) {
-            my $len = unpack('V', substr($resp, 6, 4));
+        if (!defined $len && length $resp >= 14) {
+            $len = unpack('V', substr($resp, 6, 4));
             return 'sway sent an oversized reply' if $len > $SWAY_MAX_REPLY;
-            last if length $resp >= 14 + $len;
         }
+        last if defined $len && length $resp >= 14 + $len;
         my $left = $deadline - time;
         return "sway did not answer within $SWAY_TIMEOUT_S s" if $left <= 0 || !$sel->can_read($left);
         my $n = sysread($sock, $resp, 65536, length $resp);
         return 'sway closed its IPC connection' unless $n;
     }
     close $sock;
-    my $len = unpack('V', substr($resp, 6, 4));
     my $replies = eval { json_dec(substr($resp, 14, $len)) };
     return 'sway sent a malformed reply' unless ref $replies eq 'ARRAY' && ref $replies->[0] eq 'HASH';
     my $ok = $replies->[0]{success};

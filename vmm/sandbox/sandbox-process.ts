@@ -31,11 +31,8 @@ const ITEM_DISK_NAME = 'vdb';
 const CONSOLE_TAIL_BYTES = 16 * 1024;
 /** After reporting its end, the process leaves even if something still holds the event loop. */
 const EXIT_GRACE_MS = 1000;
-/**
- * How often the vCPUs' mailboxes are checked for an access the main thread has
- * left unanswered, and the display's request queues for requests not taken.
- */
-const VCPU_WATCH_MS = 5000;
+/** How often the stall diagnostics look (see `watchForStalls`). */
+const STALL_WATCH_MS = 5000;
 /** The display's queues that carry the guest's requests. */
 const DISPLAY_REQUEST_QUEUES = [GPU_CONTROL_QUEUE, GPU_CURSOR_QUEUE] as const;
 
@@ -135,46 +132,47 @@ class Sandbox {
     gpu.frames.subscribe((frame) => this.onFrame(frame));
     void this.vm.exit.then((exit) => this.onExit(exit));
     this.vm.start();
-    this.watchVcpus();
+    this.watchForStalls();
     this.setStage('booting');
     void this.connectAgent();
   }
 
   /**
-   * A vCPU whose port or MMIO access stays unanswered is stuck outside the
-   * guest, and the guest's other CPUs soon wait for it. Not expected; said on
-   * stderr (the app keeps its tail) so a hung guest can be told from a hung VMM.
+   * Stall diagnostics, said on stderr (the app keeps its tail) so a hung guest
+   * can be told from a hung VMM: a vCPU whose port or MMIO access stays
+   * unanswered is stuck outside the guest; display requests the device leaves
+   * untaken mean a queue notification went unseen. Neither is expected.
    */
-  private watchVcpus(): void {
-    let last = this.vm.vcpuMailboxes;
-    const display = () => DISPLAY_REQUEST_QUEUES.map((q) => this.vm.queueProgress(DISPLAY_DEVICE_NAME, q));
-    let lastDisplay = display();
+  private watchForStalls(): void {
+    let lastVcpus = this.vm.vcpuMailboxes;
+    let lastDisplay = this.displayQueues();
     const timer = setInterval(() => {
-      const now = this.vm.vcpuMailboxes;
-      now.forEach((m, id) => {
-        const before = last[id];
-        if (m.request !== m.response && before?.request === m.request) {
+      const vcpus = this.vm.vcpuMailboxes;
+      vcpus.forEach((m, id) => {
+        if (m.request !== m.response && lastVcpus[id]?.request === m.request) {
           process.stderr.write(
-            `sandbox: vCPU ${id} has waited over ${VCPU_WATCH_MS / 1000} s for its access ${m.request} to be answered\n`,
+            `sandbox: vCPU ${id} has waited over ${STALL_WATCH_MS / 1000} s for its access ${m.request} to be answered\n`,
           );
         }
       });
-      last = now;
-      // The display's request queues: requests the guest queued that the device
-      // has not taken for a whole interval mean a notification went unseen.
-      const nowDisplay = display();
-      nowDisplay.forEach((q, i) => {
+      const display = this.displayQueues();
+      display.forEach((q, i) => {
         const before = lastDisplay[i];
         if (q && before && q.pending > 0 && before.pending > 0 && q.taken === before.taken) {
           process.stderr.write(
-            `sandbox: ${DISPLAY_DEVICE_NAME} queue ${DISPLAY_REQUEST_QUEUES[i]}: ${q.pending} requests not taken for over ${VCPU_WATCH_MS / 1000} s\n`,
+            `sandbox: ${DISPLAY_DEVICE_NAME} queue ${DISPLAY_REQUEST_QUEUES[i]}: ${q.pending} requests not taken for over ${STALL_WATCH_MS / 1000} s\n`,
           );
         }
       });
-      lastDisplay = nowDisplay;
-    }, VCPU_WATCH_MS);
+      lastVcpus = vcpus;
+      lastDisplay = display;
+    }, STALL_WATCH_MS);
     timer.unref();
     void this.vm.exit.then(() => clearInterval(timer));
+  }
+
+  private displayQueues() {
+    return DISPLAY_REQUEST_QUEUES.map((q) => this.vm.queueProgress(DISPLAY_DEVICE_NAME, q));
   }
 
   private setStage(stage: SandboxStage): void {
