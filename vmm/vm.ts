@@ -43,7 +43,7 @@ import { allocateGuestRam, type GuestRam } from './memory/guest-ram.js';
 import { REG_NAMES, type Regs, type Segment, type Sregs } from './kvm/structs.js';
 import type { SegmentRegister } from './arch/x86_64/gdt.js';
 import type { BootSregs, KvmRegs } from './arch/x86_64/regs.js';
-import { VcpuThread } from './vcpu/vcpu-thread.js';
+import { VcpuThread, type VcpuLook } from './vcpu/vcpu-thread.js';
 import type { VcpuStop } from './vcpu/exit.js';
 
 /** Capabilities the VMM cannot run without. */
@@ -308,6 +308,12 @@ export class Vm {
   /** Each vCPU's mailbox counters (a request ahead of its response waits for the main thread). */
   get vcpuMailboxes(): { request: number; response: number; runs: number }[] {
     return this.threads.map((t) => t.mailboxState);
+  }
+
+  /** Briefly stops vCPU `id` to see where it is (see VcpuThread.sample). */
+  async sampleVcpu(id: number, timeoutMs: number): Promise<VcpuLook> {
+    const thread = this.threads[id];
+    return thread && !this.finished ? thread.sample(timeoutMs) : 'not-running';
   }
 
   /** Port and MMIO exits handled so far, all vCPUs. */

@@ -1,4 +1,7 @@
-/** Pausing a running VM stops its vCPUs (no guest output), resuming continues it. */
+/**
+ * Pausing a running VM stops its vCPUs (no guest output), resuming continues
+ * it; a vCPU can be looked at (kicked out, read, let go) without harm.
+ */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,6 +12,9 @@ import { SIGNAL_INIT_REACHED, TEST_CMDLINE, testGuest } from './guest-fixtures.j
 
 const WAIT_FOR_GUEST_MS = 150_000;
 const PAUSE_MS = 3_000;
+const LOOKS = 20;
+const LOOK_GAP_MS = 100;
+const KICK_TIMEOUT_MS = 2_000;
 
 async function until(condition: () => boolean, what: string): Promise<void> {
   const deadline = Date.now() + WAIT_FOR_GUEST_MS;
@@ -18,28 +24,50 @@ async function until(condition: () => boolean, what: string): Promise<void> {
   }
 }
 
-test('pause stops the guest and resume continues it', { skip: realKvmSkipReason() }, async (t) => {
-  const guest = await testGuest(`${SIGNAL_INIT_REACHED}
+test(
+  'pause stops the guest and resume continues it; looking at a vCPU does not disturb it',
+  { skip: realKvmSkipReason() },
+  async (t) => {
+    const guest = await testGuest(`${SIGNAL_INIT_REACHED}
 i=0; while [ $i -lt 100000 ]; do echo "tick $i"; i=$((i+1)); sleep 0.1; done`);
-  t.after(() => guest.dispose());
-  let output = '';
-  const vm = Vm.create(
-    parseVmConfig({ kernel: guest.kernel.vmlinuz, initrd: guest.initrd, cmdline: TEST_CMDLINE, memoryMiB: 128 }),
-    { serialOutput: (bytes) => (output += Buffer.from(bytes).toString()) },
-  );
-  vm.start();
-  const ticks = () => (output.match(/^tick \d+$/gm) ?? []).length;
-  try {
-    await until(() => ticks() >= 3, 'the guest to tick');
-    vm.pause();
-    await sleep(500); // let a tick already in flight land
-    const paused = ticks();
-    await sleep(PAUSE_MS);
-    assert.equal(ticks(), paused, `no guest output while paused (${PAUSE_MS} ms)`);
-    vm.resume();
-    await until(() => ticks() >= paused + 3, 'the guest to tick again after resume');
-  } finally {
-    const exit = await vm.stop();
-    assert.equal(exit.kind, 'stopped');
-  }
-});
+    t.after(() => guest.dispose());
+    let output = '';
+    const vm = Vm.create(
+      parseVmConfig({ kernel: guest.kernel.vmlinuz, initrd: guest.initrd, cmdline: TEST_CMDLINE, memoryMiB: 128 }),
+      { serialOutput: (bytes) => (output += Buffer.from(bytes).toString()) },
+    );
+    vm.start();
+    const ticks = () => (output.match(/^tick \d+$/gm) ?? []).length;
+    try {
+      await until(() => ticks() >= 3, 'the guest to tick');
+      vm.pause();
+      await sleep(500); // let a tick already in flight land
+      const paused = ticks();
+      await sleep(PAUSE_MS);
+      assert.equal(ticks(), paused, `no guest output while paused (${PAUSE_MS} ms)`);
+      vm.resume();
+      await until(() => ticks() >= paused + 3, 'the guest to tick again after resume');
+
+      // The guest mostly sleeps between ticks: some looks find it idle in the kernel.
+      const looks = [];
+      for (let i = 0; i < LOOKS; i++) {
+        looks.push(await vm.sampleVcpu(0, KICK_TIMEOUT_MS));
+        await sleep(LOOK_GAP_MS);
+      }
+      const samples = looks.filter((l) => typeof l === 'object');
+      assert.equal(samples.length, LOOKS, `every kick took the vCPU out of the guest: ${looks.join(', ')}`);
+      const idle = samples.filter((s) => s.idle);
+      assert.ok(idle.length > 0, 'some looks found the vCPU idle');
+      assert.ok(
+        idle.every((s) => s.cpl === 0 && s.interruptsOn),
+        'an idle vCPU waits in the kernel for interrupts',
+      );
+      const looked = ticks();
+      await until(() => ticks() >= looked + 3, 'the guest to tick on after the looks');
+      console.log(`vCPU looks: ${idle.length}/${LOOKS} idle, e.g. at 0x${idle[0]!.rip.toString(16)}`);
+    } finally {
+      const exit = await vm.stop();
+      assert.equal(exit.kind, 'stopped');
+    }
+  },
+);

@@ -32,6 +32,7 @@ export const SIZEOF = {
   irqLevel: 8,
   irqfd: 32,
   ioeventfd: 64,
+  mpState: 4,
 } as const;
 
 export const KVM_API_VERSION = 12;
@@ -56,9 +57,19 @@ export const KVM_SET_REGS = iow(0x82, SIZEOF.regs);
 export const KVM_GET_SREGS = ior(0x83, SIZEOF.sregs);
 export const KVM_SET_SREGS = iow(0x84, SIZEOF.sregs);
 export const KVM_SET_MSRS = iow(0x89, SIZEOF.msrsHeader);
+export const KVM_GET_MP_STATE = ior(0x98, SIZEOF.mpState);
 export const KVM_GET_FPU = ior(0x8c, SIZEOF.fpu);
 export const KVM_SET_FPU = iow(0x8d, SIZEOF.fpu);
 export const KVM_SET_CPUID2 = iow(0x90, SIZEOF.cpuid2Header);
+
+/** struct kvm_mp_state.mp_state: whether a vCPU runs, waits for an interrupt (HLT), or was never started. */
+export const KVM_MP_STATE = {
+  RUNNABLE: 0,
+  UNINITIALIZED: 1,
+  INIT_RECEIVED: 2,
+  HALTED: 3,
+  SIPI_RECEIVED: 4,
+} as const;
 
 /** KVM_CHECK_EXTENSION capabilities the VMM relies on. */
 export const KVM_CAP_IRQCHIP = 0;

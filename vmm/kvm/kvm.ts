@@ -205,6 +205,13 @@ export class VcpuFd {
     return decodeRegs(buffer);
   }
 
+  /** The vCPU's multiprocessing state (KVM_MP_STATE); only while it is outside KVM_RUN. */
+  getMpState(): number {
+    const buffer = new Uint8Array(C.SIZEOF.mpState);
+    ioctl(this.fd, C.KVM_GET_MP_STATE, buffer, 'KVM_GET_MP_STATE');
+    return new DataView(buffer.buffer).getUint32(0, true);
+  }
+
   setRegs(regs: Regs): void {
     ioctl(this.fd, C.KVM_SET_REGS, encodeRegs(regs), 'KVM_SET_REGS');
   }

@@ -14,6 +14,7 @@ import type { DisplayFrame } from '../devices/virtio/gpu/frame-export.js';
 import { GPU_CONTROL_QUEUE, GPU_CURSOR_QUEUE } from '../devices/virtio/gpu/protocol.js';
 import { DISPLAY_DEVICE_NAME, Vm, type VmExit } from '../vm.js';
 import { AgentLink } from './agent-link.js';
+import { STALL_WATCH_MS, StallWatch } from './stall-watch.js';
 import type {
   ChildMessage,
   FrameMessage,
@@ -31,8 +32,6 @@ const ITEM_DISK_NAME = 'vdb';
 const CONSOLE_TAIL_BYTES = 16 * 1024;
 /** After reporting its end, the process leaves even if something still holds the event loop. */
 const EXIT_GRACE_MS = 1000;
-/** How often the stall diagnostics look (see `watchForStalls`). */
-const STALL_WATCH_MS = 5000;
 /** The display's queues that carry the guest's requests. */
 const DISPLAY_REQUEST_QUEUES = [GPU_CONTROL_QUEUE, GPU_CURSOR_QUEUE] as const;
 
@@ -137,42 +136,19 @@ class Sandbox {
     void this.connectAgent();
   }
 
-  /**
-   * Stall diagnostics, said on stderr (the app keeps its tail) so a hung guest
-   * can be told from a hung VMM: a vCPU whose port or MMIO access stays
-   * unanswered is stuck outside the guest; display requests the device leaves
-   * untaken mean a queue notification went unseen. Neither is expected.
-   */
+  /** Stall diagnostics on stderr (see stall-watch.ts). */
   private watchForStalls(): void {
-    let lastVcpus = this.vm.vcpuMailboxes;
-    let lastDisplay = this.displayQueues();
-    const timer = setInterval(() => {
-      const vcpus = this.vm.vcpuMailboxes;
-      vcpus.forEach((m, id) => {
-        if (m.request !== m.response && lastVcpus[id]?.request === m.request) {
-          process.stderr.write(
-            `sandbox: vCPU ${id} has waited over ${STALL_WATCH_MS / 1000} s for its access ${m.request} to be answered\n`,
-          );
-        }
-      });
-      const display = this.displayQueues();
-      display.forEach((q, i) => {
-        const before = lastDisplay[i];
-        if (q && before && q.pending > 0 && before.pending > 0 && q.taken === before.taken) {
-          process.stderr.write(
-            `sandbox: ${DISPLAY_DEVICE_NAME} queue ${DISPLAY_REQUEST_QUEUES[i]}: ${q.pending} requests not taken for over ${STALL_WATCH_MS / 1000} s\n`,
-          );
-        }
-      });
-      lastVcpus = vcpus;
-      lastDisplay = display;
-    }, STALL_WATCH_MS);
+    const watch = new StallWatch(
+      this.vm,
+      {
+        queues: { device: DISPLAY_DEVICE_NAME, indexes: DISPLAY_REQUEST_QUEUES },
+        say: (line) => process.stderr.write(`${line}\n`),
+      },
+      performance.now(),
+    );
+    const timer = setInterval(() => void watch.check(performance.now()), STALL_WATCH_MS);
     timer.unref();
     void this.vm.exit.then(() => clearInterval(timer));
-  }
-
-  private displayQueues() {
-    return DISPLAY_REQUEST_QUEUES.map((q) => this.vm.queueProgress(DISPLAY_DEVICE_NAME, q));
   }
 
   private setStage(stage: SandboxStage): void {

@@ -26,9 +26,11 @@ export const SLOT = {
   resume: 10,
   /** Worker → main, diagnostics: KVM_RUN calls so far. */
   runs: 11,
+  /** Worker → main: bumped each time the worker starts sitting out a pause (outside KVM_RUN until told to run). */
+  pauses: 12,
 } as const;
 
-export const MAILBOX_SLOTS = 12;
+export const MAILBOX_SLOTS = 13;
 export const MAILBOX_BYTES = MAILBOX_SLOTS * Int32Array.BYTES_PER_ELEMENT;
 
 export const ACCESS_KIND = { pio: 1, mmio: 2 } as const;

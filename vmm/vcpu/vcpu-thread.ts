@@ -4,7 +4,7 @@
  * running vCPU is kicked out of the guest with immediate_exit plus a signal).
  */
 import { Worker } from 'node:worker_threads';
-import { KVM_RUN_OFFSET } from '../kvm/constants.js';
+import { KVM_MP_STATE, KVM_RUN_OFFSET } from '../kvm/constants.js';
 import * as libc from '../kvm/libc.js';
 import type { VcpuFd } from '../kvm/kvm.js';
 import type { Bus } from '../devices/bus.js';
@@ -27,6 +27,23 @@ function installKickHandler(): void {
 }
 
 const ONE = Uint8Array.of(1);
+/** RFLAGS.IF: the vCPU takes interrupts. */
+const RFLAGS_IF = 1n << 9n;
+/** The privilege level is the low two bits of CS's selector. */
+const SELECTOR_RPL_MASK = 3;
+
+/** Where a vCPU was when it was briefly stopped for a look (diagnostics). */
+export interface VcpuSample {
+  rip: bigint;
+  /** Privilege level: 0 is the guest kernel, 3 user space. */
+  cpl: number;
+  interruptsOn: boolean;
+  /** Not running guest code: waiting in HLT for an interrupt (an idle CPU), or not started yet. */
+  idle: boolean;
+}
+
+/** A look at a vCPU: where it was, or why there was nothing to see. */
+export type VcpuLook = VcpuSample | 'did-not-leave' | 'not-running';
 const WORKER_URL = new URL('./vcpu-worker.js', import.meta.url);
 
 export interface VcpuBuses {
@@ -120,8 +137,44 @@ export class VcpuThread {
 
   resume(): void {
     Atomics.store(this.mailbox.slots, SLOT.control, CONTROL.run);
+    this.wake();
+  }
+
+  private wake(): void {
     Atomics.add(this.mailbox.slots, SLOT.resume, 1);
     Atomics.notify(this.mailbox.slots, SLOT.resume);
+  }
+
+  /**
+   * Kicks the vCPU out of the guest, reads where it was, and lets it run on.
+   * `did-not-leave`: still in KVM_RUN `timeoutMs` after the kick.
+   * `not-running`: paused, stopping or ended (then it is not this call's to resume).
+   */
+  async sample(timeoutMs: number): Promise<VcpuLook> {
+    const slots = this.mailbox.slots;
+    if (!this.serving || Atomics.load(slots, SLOT.control) !== CONTROL.run) return 'not-running';
+    const pauses = Atomics.load(slots, SLOT.pauses);
+    this.pause();
+    const wait = Atomics.waitAsync(slots, SLOT.pauses, pauses, timeoutMs);
+    if (wait.async) await wait.value;
+    let sample: VcpuLook = 'did-not-leave';
+    if (!this.serving) sample = 'not-running';
+    else if (Atomics.load(slots, SLOT.pauses) !== pauses) {
+      try {
+        const regs = this.vcpu.getRegs();
+        sample = {
+          rip: regs.rip,
+          cpl: this.vcpu.getSregs().cs.selector & SELECTOR_RPL_MASK,
+          interruptsOn: (regs.rflags & RFLAGS_IF) !== 0n,
+          idle: this.vcpu.getMpState() !== KVM_MP_STATE.RUNNABLE,
+        };
+      } catch {
+        sample = 'not-running'; // it ended meanwhile
+      }
+    }
+    // Undo only this pause: a stop asked for meanwhile stands.
+    if (Atomics.compareExchange(slots, SLOT.control, CONTROL.pause, CONTROL.run) === CONTROL.pause) this.wake();
+    return sample;
   }
 
   /** Stops the vCPU and waits for its thread to end. */

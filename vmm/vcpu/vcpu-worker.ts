@@ -37,6 +37,9 @@ function honourControl(): boolean {
     const control = Atomics.load(mailbox.slots, SLOT.control);
     if (control === CONTROL.run) return true;
     if (control === CONTROL.stop) return false;
+    // Outside KVM_RUN now: the main thread may read this vCPU's registers.
+    Atomics.add(mailbox.slots, SLOT.pauses, 1);
+    Atomics.notify(mailbox.slots, SLOT.pauses);
     Atomics.wait(mailbox.slots, SLOT.resume, resume);
   }
 }

@@ -1,0 +1,113 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  QUIET_VCPU_MS,
+  SAMPLES_PER_LOOK,
+  STALL_WATCH_MS,
+  StallWatch,
+  type StallWatchTarget,
+} from '../../vmm/sandbox/stall-watch.js';
+import type { VcpuLook } from '../../vmm/vcpu/vcpu-thread.js';
+
+const KERNEL_LOOP = { rip: 0xffffffff81001234n, cpl: 0, interruptsOn: false, idle: false };
+const USER_CODE = { rip: 0x401000n, cpl: 3, interruptsOn: true, idle: false };
+const IDLE = { rip: 0xffffffff81c0ffeen, cpl: 0, interruptsOn: true, idle: true };
+
+/** A VM as the watch sees it; the tests move its counters by hand. */
+class FakeVm implements StallWatchTarget {
+  mailboxes = [
+    { request: 0, response: 0, runs: 10 },
+    { request: 0, response: 0, runs: 10 },
+  ];
+  queue = { pending: 0, taken: 0 };
+  looks: VcpuLook[][] = [[], []];
+  sampled: number[] = [];
+
+  queueProgress(device: string, index: number) {
+    return device === 'gpu' && index === 0 ? this.queue : undefined;
+  }
+
+  /** A fresh copy each time, as the Vm gives. */
+  get vcpuMailboxes() {
+    return this.mailboxes.map((m) => ({ ...m }));
+  }
+
+  async sampleVcpu(id: number): Promise<VcpuLook> {
+    this.sampled.push(id);
+    const mailbox = this.mailboxes[id]!;
+    mailbox.runs++; // a look takes the vCPU out of the guest once
+    return this.looks[id]!.shift() ?? 'not-running';
+  }
+}
+
+function watch(vm: FakeVm) {
+  const said: string[] = [];
+  const w = new StallWatch(vm, { queues: { device: 'gpu', indexes: [0, 1] }, say: (l) => said.push(l) }, 0);
+  return { w, said };
+}
+
+test('a vCPU access left unanswered for a whole interval is said once per look', async () => {
+  const vm = new FakeVm();
+  const { w, said } = watch(vm);
+  vm.mailboxes[1] = { request: 7, response: 6, runs: 10 };
+  await w.check(STALL_WATCH_MS);
+  assert.deepEqual(said, [], 'a fresh access is not a stall');
+  await w.check(2 * STALL_WATCH_MS);
+  assert.deepEqual(said, ['sandbox: vCPU 1 has waited over 5 s for its access 7 to be answered']);
+});
+
+test('display requests the device leaves untaken are said; taken ones are not', async () => {
+  const vm = new FakeVm();
+  const { w, said } = watch(vm);
+  vm.queue = { pending: 2, taken: 5 };
+  await w.check(STALL_WATCH_MS);
+  vm.queue = { pending: 3, taken: 6 };
+  await w.check(2 * STALL_WATCH_MS);
+  assert.deepEqual(said, [], 'the device took one meanwhile');
+  await w.check(3 * STALL_WATCH_MS);
+  assert.deepEqual(said, ['sandbox: gpu queue 0: 3 requests not taken for over 5 s']);
+});
+
+test('a vCPU quiet for long and not idle is looked at, and where it runs is said', async () => {
+  const vm = new FakeVm();
+  const { w, said } = watch(vm);
+  vm.looks[0] = [KERNEL_LOOP, KERNEL_LOOP, KERNEL_LOOP];
+  vm.mailboxes[1]!.runs = 11; // vCPU 1 keeps coming out: never looked at
+  await w.check(QUIET_VCPU_MS - 1);
+  assert.deepEqual(vm.sampled, [], 'not quiet long enough yet');
+  vm.mailboxes[1]!.runs = 12;
+  await w.check(QUIET_VCPU_MS);
+  assert.deepEqual(vm.sampled, Array(SAMPLES_PER_LOOK).fill(0));
+  assert.deepEqual(said, [
+    'sandbox: vCPU 0 has not come out of the guest for 30 s and is not idle: ' +
+      Array(3).fill('0xffffffff81001234 (kernel, interrupts off)').join(', '),
+  ]);
+  said.length = 0;
+  await w.check(QUIET_VCPU_MS + STALL_WATCH_MS);
+  assert.deepEqual(said, [], 'the quiet time starts afresh after a look');
+});
+
+test('an idle vCPU is left alone; one partly idle is said with both', async () => {
+  const vm = new FakeVm();
+  const { w, said } = watch(vm);
+  vm.looks = [
+    [IDLE, IDLE, IDLE],
+    [USER_CODE, IDLE, USER_CODE],
+  ];
+  await w.check(QUIET_VCPU_MS);
+  assert.deepEqual(said, [
+    'sandbox: vCPU 1 has not come out of the guest for 30 s and is not idle: ' +
+      '0x401000 (user, interrupts on), idle, 0x401000 (user, interrupts on)',
+  ]);
+});
+
+test('a vCPU that does not leave the guest when kicked is said; one that is not running is not', async () => {
+  const vm = new FakeVm();
+  const { w, said } = watch(vm);
+  vm.looks = [
+    [KERNEL_LOOP, 'did-not-leave', KERNEL_LOOP],
+    [KERNEL_LOOP, 'not-running'],
+  ];
+  await w.check(QUIET_VCPU_MS);
+  assert.deepEqual(said, ['sandbox: vCPU 0 did not leave the guest within 2 s of a kick']);
+});

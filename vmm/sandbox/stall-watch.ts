@@ -1,0 +1,134 @@
+/**
+ * Stall diagnostics for a running sandbox, said in lines on stderr (the app
+ * keeps the tail) so a hung guest can be told from a hung VMM:
+ *
+ * - a vCPU whose port or MMIO access stays unanswered is stuck outside the
+ *   guest, waiting on the main thread;
+ * - display requests the device leaves untaken mean a queue notification
+ *   went unseen;
+ * - a vCPU that has not come out of the guest for a long while, and is not
+ *   idle in HLT, is looked at: where it runs, and whether it takes
+ *   interrupts. One that does not even leave the guest when kicked is stuck
+ *   in the host's KVM.
+ *
+ * None of these is expected; each is said at most once per look.
+ */
+import type { VcpuLook, VcpuSample } from '../vcpu/vcpu-thread.js';
+
+/** What the watch needs from the VM (the Vm class has all of it). */
+export interface StallWatchTarget {
+  readonly vcpuMailboxes: readonly { request: number; response: number; runs: number }[];
+  queueProgress(device: string, index: number): { pending: number; taken: number } | undefined;
+  sampleVcpu(id: number, timeoutMs: number): Promise<VcpuLook>;
+}
+
+export interface StallWatchOptions {
+  /** The device and queues whose untaken requests are reported. */
+  readonly queues: { readonly device: string; readonly indexes: readonly number[] };
+  /** Says one line (without its newline). */
+  readonly say: (line: string) => void;
+}
+
+/** How often the watch looks. */
+export const STALL_WATCH_MS = 5_000;
+/** A vCPU with no exit to the VMM for this long, and not idle, is looked at. */
+export const QUIET_VCPU_MS = 30_000;
+/** How long a kicked vCPU may take to leave the guest. */
+export const KICK_TIMEOUT_MS = 2_000;
+/** Looks per quiet vCPU, this far apart: one place each time means a tight loop. */
+export const SAMPLES_PER_LOOK = 3;
+export const SAMPLE_GAP_MS = 100;
+
+const hex = (n: bigint) => `0x${n.toString(16)}`;
+
+/** One sample in words, e.g. `0xffffffff8102a3b4 (kernel, interrupts off)`. */
+export function describeSample(sample: VcpuSample): string {
+  const where = sample.cpl === 0 ? 'kernel' : 'user';
+  return `${hex(sample.rip)} (${where}, interrupts ${sample.interruptsOn ? 'on' : 'off'})`;
+}
+
+export class StallWatch {
+  private lastMailboxes: readonly { request: number; response: number; runs: number }[];
+  private lastQueues: ({ pending: number; taken: number } | undefined)[];
+  /** Per vCPU: its KVM_RUN count and when that count last moved. */
+  private readonly quiet: { runs: number; since: number }[];
+  private looking = false;
+
+  constructor(
+    private readonly target: StallWatchTarget,
+    private readonly options: StallWatchOptions,
+    now: number,
+  ) {
+    this.lastMailboxes = target.vcpuMailboxes;
+    this.lastQueues = this.queues();
+    this.quiet = this.lastMailboxes.map((m) => ({ runs: m.runs, since: now }));
+  }
+
+  /** One look; `now` in milliseconds. Resolves when any vCPU samples it took are in. */
+  async check(now: number): Promise<void> {
+    const { say } = this.options;
+    const mailboxes = this.target.vcpuMailboxes;
+    mailboxes.forEach((m, id) => {
+      if (m.request !== m.response && this.lastMailboxes[id]?.request === m.request) {
+        say(
+          `sandbox: vCPU ${id} has waited over ${STALL_WATCH_MS / 1000} s for its access ${m.request} to be answered`,
+        );
+      }
+    });
+    this.lastMailboxes = mailboxes;
+
+    const queues = this.queues();
+    queues.forEach((q, i) => {
+      const before = this.lastQueues[i];
+      if (q && before && q.pending > 0 && before.pending > 0 && q.taken === before.taken) {
+        const { device, indexes } = this.options.queues;
+        say(
+          `sandbox: ${device} queue ${indexes[i]}: ${q.pending} requests not taken for over ${STALL_WATCH_MS / 1000} s`,
+        );
+      }
+    });
+    this.lastQueues = queues;
+
+    if (this.looking) return;
+    this.looking = true;
+    try {
+      await this.lookAtQuietVcpus(now);
+    } finally {
+      this.looking = false;
+    }
+  }
+
+  private async lookAtQuietVcpus(now: number): Promise<void> {
+    const mailboxes = this.target.vcpuMailboxes;
+    for (const [id, m] of mailboxes.entries()) {
+      const quiet = (this.quiet[id] ??= { runs: m.runs, since: now });
+      if (m.runs !== quiet.runs) {
+        this.quiet[id] = { runs: m.runs, since: now };
+        continue;
+      }
+      if (now - quiet.since < QUIET_VCPU_MS) continue;
+      const looks: VcpuLook[] = [];
+      for (let i = 0; i < SAMPLES_PER_LOOK; i++) {
+        if (i > 0) await new Promise((resolve) => setTimeout(resolve, SAMPLE_GAP_MS));
+        looks.push(await this.target.sampleVcpu(id, KICK_TIMEOUT_MS));
+      }
+      // The looks themselves took it out of the guest: its quiet time starts afresh.
+      this.quiet[id] = { runs: this.target.vcpuMailboxes[id]?.runs ?? m.runs, since: now };
+      if (looks.includes('not-running')) continue;
+      const seconds = Math.round((now - quiet.since) / 1000);
+      if (looks.includes('did-not-leave')) {
+        this.options.say(`sandbox: vCPU ${id} did not leave the guest within ${KICK_TIMEOUT_MS / 1000} s of a kick`);
+        continue;
+      }
+      const samples = looks as VcpuSample[];
+      if (samples.every((s) => s.idle)) continue;
+      const at = samples.map((s) => (s.idle ? 'idle' : describeSample(s))).join(', ');
+      this.options.say(`sandbox: vCPU ${id} has not come out of the guest for ${seconds} s and is not idle: ${at}`);
+    }
+  }
+
+  private queues(): ({ pending: number; taken: number } | undefined)[] {
+    const { device, indexes } = this.options.queues;
+    return indexes.map((q) => this.target.queueProgress(device, q));
+  }
+}
