@@ -64,12 +64,19 @@ const FIELD: Region = [0.07, 0.57, 0.93, 0.88];
 /** Background right of the status box and below the field: page content there means a layout for a larger screen. */
 const RIGHT_MARGIN: Region = [0.965, 0.1, 0.995, 0.4];
 const BOTTOM_MARGIN: Region = [0.1, 0.92, 0.9, 0.99];
+/** Marks that turn yellow once the page sees the pointer move, a button go down, a button come up. */
+const POINTER_TRACE: readonly (readonly [string, Region])[] = [
+  ['move', [0.06, 0.015, 0.14, 0.035]],
+  ['down', [0.21, 0.015, 0.29, 0.035]],
+  ['up', [0.36, 0.015, 0.44, 0.035]],
+];
 const ORANGE: Rgb = [0xff, 0x88, 0x00];
 const GREEN: Rgb = [0x00, 0xc0, 0x00];
 const GREY: Rgb = [0x80, 0x80, 0x80];
 const MAGENTA: Rgb = [0xc0, 0x00, 0xc0];
 const WHITE: Rgb = [0xff, 0xff, 0xff];
 const CYAN: Rgb = [0x00, 0xc0, 0xc0];
+const YELLOW: Rgb = [0xe0, 0xe0, 0x00];
 
 function skipReason(): string | undefined {
   const image = findGuestImage();
@@ -175,7 +182,8 @@ async function scenario(
       `VMM timings ${JSON.stringify(session.timings)}; VMM stderr ${JSON.stringify(session.stderrTail.slice(-500))}; ` +
       `${screen.width}x${screen.height}, ${screen.frames} frames; ` +
       `button orange ${screen.coverage(ORANGE, BUTTON).toFixed(2)} green ${screen.coverage(GREEN, BUTTON).toFixed(2)}, ` +
-      `status grey ${screen.coverage(GREY, STATUS).toFixed(2)} magenta ${screen.coverage(MAGENTA, STATUS).toFixed(2)}`;
+      `status grey ${screen.coverage(GREY, STATUS).toFixed(2)} magenta ${screen.coverage(MAGENTA, STATUS).toFixed(2)}; ` +
+      `the page saw the pointer ${POINTER_TRACE.map(([what, region]) => `${what} ${screen.coverage(YELLOW, region) > 0.5 ? 'yes' : 'no'}`).join(', ')}`;
     const failed = () => {
       if (session.state === 'failed') {
         throw new Error(`the sandbox failed: ${session.error}\n${session.consoleTail?.slice(-4000) ?? ''}`);
