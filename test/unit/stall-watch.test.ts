@@ -40,9 +40,17 @@ class FakeVm implements StallWatchTarget {
   }
 }
 
-function watch(vm: FakeVm) {
+function watch(vm: FakeVm, pointer = { pendingEvents: 0, deliveredEvents: 0 }) {
   const said: string[] = [];
-  const w = new StallWatch(vm, { queues: { device: 'gpu', indexes: [0, 1] }, say: (l) => said.push(l) }, 0);
+  const w = new StallWatch(
+    vm,
+    {
+      queues: { device: 'gpu', indexes: [0, 1] },
+      inputs: [{ name: 'pointer', stats: () => pointer }],
+      say: (l) => said.push(l),
+    },
+    0,
+  );
   return { w, said };
 }
 
@@ -110,4 +118,17 @@ test('a vCPU that does not leave the guest when kicked is said; one that is not 
   ];
   await w.check(QUIET_VCPU_MS);
   assert.deepEqual(said, ['sandbox: vCPU 0 did not leave the guest within 2 s of a kick']);
+});
+
+test('input events the guest leaves untaken are said; ones it takes are not', async () => {
+  const pointer = { pendingEvents: 0, deliveredEvents: 40 };
+  const { w, said } = watch(new FakeVm(), pointer);
+  pointer.pendingEvents = 4;
+  await w.check(STALL_WATCH_MS);
+  pointer.pendingEvents = 2;
+  pointer.deliveredEvents = 42;
+  await w.check(2 * STALL_WATCH_MS);
+  assert.deepEqual(said, [], 'the guest took two meanwhile');
+  await w.check(3 * STALL_WATCH_MS);
+  assert.deepEqual(said, ['sandbox: pointer: 2 input events not taken by the guest for over 5 s']);
 });

@@ -142,6 +142,10 @@ class Sandbox {
       this.vm,
       {
         queues: { device: DISPLAY_DEVICE_NAME, indexes: DISPLAY_REQUEST_QUEUES },
+        inputs: (['keyboard', 'pointer'] as const).flatMap((name) => {
+          const device = this.vm.devices[name];
+          return device ? [{ name, stats: () => device.stats }] : [];
+        }),
         say: (line) => process.stderr.write(`${line}\n`),
       },
       performance.now(),

@@ -6,6 +6,8 @@
  *   guest, waiting on the main thread;
  * - display requests the device leaves untaken mean a queue notification
  *   went unseen;
+ * - input events the guest does not take (it posts no buffers) mean its
+ *   input driver is stuck, and a click or key is not lost in our device;
  * - a vCPU that has not come out of the guest for a long while, and is not
  *   idle in HLT, is looked at: where it runs, and whether it takes
  *   interrupts. One that does not even leave the guest when kicked is stuck
@@ -22,9 +24,16 @@ export interface StallWatchTarget {
   sampleVcpu(id: number, timeoutMs: number): Promise<VcpuLook>;
 }
 
+export interface StallWatchInput {
+  readonly name: string;
+  readonly stats: () => { readonly pendingEvents: number; readonly deliveredEvents: number };
+}
+
 export interface StallWatchOptions {
   /** The device and queues whose untaken requests are reported. */
   readonly queues: { readonly device: string; readonly indexes: readonly number[] };
+  /** Input devices whose events waiting host-side are reported when the guest stops taking them. */
+  readonly inputs?: readonly StallWatchInput[];
   /** Says one line (without its newline). */
   readonly say: (line: string) => void;
 }
@@ -50,6 +59,7 @@ export function describeSample(sample: VcpuSample): string {
 export class StallWatch {
   private lastMailboxes: readonly { request: number; response: number; runs: number }[];
   private lastQueues: ({ pending: number; taken: number } | undefined)[];
+  private lastInputs: { pendingEvents: number; deliveredEvents: number }[];
   /** Per vCPU: its KVM_RUN count and when that count last moved. */
   private readonly quiet: { runs: number; since: number }[];
   private looking = false;
@@ -61,6 +71,7 @@ export class StallWatch {
   ) {
     this.lastMailboxes = target.vcpuMailboxes;
     this.lastQueues = this.queues();
+    this.lastInputs = this.inputs();
     this.quiet = this.lastMailboxes.map((m) => ({ runs: m.runs, since: now }));
   }
 
@@ -88,6 +99,22 @@ export class StallWatch {
       }
     });
     this.lastQueues = queues;
+
+    const inputs = this.inputs();
+    inputs.forEach((input, i) => {
+      const before = this.lastInputs[i];
+      if (
+        input.pendingEvents > 0 &&
+        before &&
+        before.pendingEvents > 0 &&
+        input.deliveredEvents === before.deliveredEvents
+      ) {
+        say(
+          `sandbox: ${this.options.inputs![i]!.name}: ${input.pendingEvents} input events not taken by the guest for over ${STALL_WATCH_MS / 1000} s`,
+        );
+      }
+    });
+    this.lastInputs = inputs;
 
     if (this.looking) return;
     this.looking = true;
@@ -125,6 +152,13 @@ export class StallWatch {
       const at = samples.map((s) => (s.idle ? 'idle' : describeSample(s))).join(', ');
       this.options.say(`sandbox: vCPU ${id} has not come out of the guest for ${seconds} s and is not idle: ${at}`);
     }
+  }
+
+  private inputs(): { pendingEvents: number; deliveredEvents: number }[] {
+    return (this.options.inputs ?? []).map((input) => {
+      const { pendingEvents, deliveredEvents } = input.stats();
+      return { pendingEvents, deliveredEvents };
+    });
   }
 
   private queues(): ({ pending: number; taken: number } | undefined)[] {
