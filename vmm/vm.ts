@@ -264,7 +264,10 @@ export class Vm {
     if (this.timings.startedAt !== null) throw new VmError('the VM was already started');
     this.timings.startedAt = performance.now();
     for (const vcpu of this.vcpus) {
-      const thread = new VcpuThread(vcpu, { pio: this.pio, mmio: this.mmio });
+      const thread = new VcpuThread(vcpu, { pio: this.pio, mmio: this.mmio }, (gpa, length) => {
+        const at = Number(gpa);
+        return this.ram.memory.contains(at, length) ? this.ram.memory.read(at, length) : null;
+      });
       this.threads.push(thread);
       void thread.stopped.then((stop) => this.finish(exitFromVcpu(stop)));
     }

@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseVmConfig } from '../../vmm/config.js';
 import { Vm } from '../../vmm/vm.js';
+import { SAMPLE_CODE_BYTES } from '../../vmm/vcpu/vcpu-thread.js';
+import { describeSample } from '../../vmm/sandbox/stall-watch.js';
 import { realKvmSkipReason } from './real-kvm.js';
 import { SIGNAL_INIT_REACHED, TEST_CMDLINE, testGuest } from './guest-fixtures.js';
 
@@ -62,9 +64,15 @@ i=0; while [ $i -lt 100000 ]; do echo "tick $i"; i=$((i+1)); sleep 0.1; done`);
         idle.every((s) => s.cpl === 0 && s.interruptsOn),
         'an idle vCPU waits in the kernel for interrupts',
       );
+      // Kernel code is always mapped; a user RIP may sit on a page not yet faulted in.
+      const inKernel = samples.filter((s) => s.cpl === 0);
+      assert.ok(
+        inKernel.every((s) => s.ripPhysical !== null && s.code?.length === SAMPLE_CODE_BYTES),
+        `the kernel code at each RIP is mapped and read: ${inKernel.map((s) => `0x${s.rip.toString(16)} → ${s.ripPhysical}`).join(', ')}`,
+      );
       const looked = ticks();
       await until(() => ticks() >= looked + 3, 'the guest to tick on after the looks');
-      console.log(`vCPU looks: ${idle.length}/${LOOKS} idle, e.g. at 0x${idle[0]!.rip.toString(16)}`);
+      console.log(`vCPU looks: ${idle.length}/${LOOKS} idle, e.g. ${describeSample(idle[0]!)}`);
     } finally {
       const exit = await vm.stop();
       assert.equal(exit.kind, 'stopped');

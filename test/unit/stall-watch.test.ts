@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  describeSample,
   QUIET_VCPU_MS,
   SAMPLES_PER_LOOK,
   STALL_WATCH_MS,
@@ -9,9 +10,21 @@ import {
 } from '../../vmm/sandbox/stall-watch.js';
 import type { VcpuLook } from '../../vmm/vcpu/vcpu-thread.js';
 
-const KERNEL_LOOP = { rip: 0xffffffff81001234n, cpl: 0, interruptsOn: false, idle: false };
-const USER_CODE = { rip: 0x401000n, cpl: 3, interruptsOn: true, idle: false };
-const IDLE = { rip: 0xffffffff81c0ffeen, cpl: 0, interruptsOn: true, idle: true };
+const SAMPLE = {
+  cpl: 0,
+  interruptsOn: true,
+  idle: false,
+  interruptShadow: false,
+  pendingVectors: [],
+  inServiceVectors: [],
+  ripPhysical: 0x1001234n,
+  code: Uint8Array.of(0xf3, 0x90, 0xeb, 0xfc),
+};
+/** Stuck on one instruction with interrupts on and the timer's vector pending: it never takes it. */
+const STUCK = { ...SAMPLE, rip: 0xffffffff81001234n, pendingVectors: [0x22, 0xec], inServiceVectors: [0xec] };
+const USER_CODE = { ...SAMPLE, rip: 0x401000n, cpl: 3 };
+const MORE_USER_CODE = { ...SAMPLE, rip: 0x402000n, cpl: 3 };
+const IDLE = { ...SAMPLE, rip: 0xffffffff81c0ffeen, idle: true };
 
 /** A VM as the watch sees it; the tests move its counters by hand. */
 class FakeVm implements StallWatchTarget {
@@ -76,10 +89,10 @@ test('display requests the device leaves untaken are said; taken ones are not', 
   assert.deepEqual(said, ['sandbox: gpu queue 0: 3 requests not taken for over 5 s']);
 });
 
-test('a vCPU quiet for long and not idle is looked at, and where it runs is said', async () => {
+test('a vCPU quiet for long and at the same instruction each look is said, with its APIC and code', async () => {
   const vm = new FakeVm();
   const { w, said } = watch(vm);
-  vm.looks[0] = [KERNEL_LOOP, KERNEL_LOOP, KERNEL_LOOP];
+  vm.looks[0] = [STUCK, STUCK, STUCK];
   vm.mailboxes[1]!.runs = 11; // vCPU 1 keeps coming out: never looked at
   await w.check(QUIET_VCPU_MS - 1);
   assert.deepEqual(vm.sampled, [], 'not quiet long enough yet');
@@ -87,34 +100,39 @@ test('a vCPU quiet for long and not idle is looked at, and where it runs is said
   await w.check(QUIET_VCPU_MS);
   assert.deepEqual(vm.sampled, Array(SAMPLES_PER_LOOK).fill(0));
   assert.deepEqual(said, [
-    'sandbox: vCPU 0 has not come out of the guest for 30 s and is not idle: ' +
-      Array(3).fill('0xffffffff81001234 (kernel, interrupts off)').join(', '),
+    'sandbox: vCPU 0 has not come out of the guest for 30 s and was at the same instruction each of 3 looks ' +
+      '100 ms apart: 0xffffffff81001234 (kernel, interrupts on; pending 0x22 0xec, in service 0xec; code f3 90 eb fc)',
   ]);
   said.length = 0;
   await w.check(QUIET_VCPU_MS + STALL_WATCH_MS);
   assert.deepEqual(said, [], 'the quiet time starts afresh after a look');
 });
 
-test('an idle vCPU is left alone; one partly idle is said with both', async () => {
+test('a busy vCPU (found at different places) and an idle one are left alone', async () => {
   const vm = new FakeVm();
   const { w, said } = watch(vm);
   vm.looks = [
     [IDLE, IDLE, IDLE],
-    [USER_CODE, IDLE, USER_CODE],
+    [USER_CODE, MORE_USER_CODE, USER_CODE],
   ];
   await w.check(QUIET_VCPU_MS);
-  assert.deepEqual(said, [
-    'sandbox: vCPU 1 has not come out of the guest for 30 s and is not idle: ' +
-      '0x401000 (user, interrupts on), idle, 0x401000 (user, interrupts on)',
-  ]);
+  assert.deepEqual(vm.sampled, [0, 0, 0, 1, 1, 1], 'both were looked at');
+  assert.deepEqual(said, []);
+});
+
+test('a sample in an interrupt shadow, in user space or with unmapped code says so', () => {
+  assert.equal(
+    describeSample({ ...USER_CODE, interruptsOn: false, interruptShadow: true, code: null }),
+    '0x401000 (user, interrupts off, in an interrupt shadow; pending -, in service -; code unmapped)',
+  );
 });
 
 test('a vCPU that does not leave the guest when kicked is said; one that is not running is not', async () => {
   const vm = new FakeVm();
   const { w, said } = watch(vm);
   vm.looks = [
-    [KERNEL_LOOP, 'did-not-leave', KERNEL_LOOP],
-    [KERNEL_LOOP, 'not-running'],
+    [STUCK, 'did-not-leave', STUCK],
+    [STUCK, 'not-running'],
   ];
   await w.check(QUIET_VCPU_MS);
   assert.deepEqual(said, ['sandbox: vCPU 0 did not leave the guest within 2 s of a kick']);

@@ -33,6 +33,9 @@ export const SIZEOF = {
   irqfd: 32,
   ioeventfd: 64,
   mpState: 4,
+  translation: 24,
+  vcpuEvents: 64,
+  lapicState: 1024,
 } as const;
 
 export const KVM_API_VERSION = 12;
@@ -58,6 +61,9 @@ export const KVM_GET_SREGS = ior(0x83, SIZEOF.sregs);
 export const KVM_SET_SREGS = iow(0x84, SIZEOF.sregs);
 export const KVM_SET_MSRS = iow(0x89, SIZEOF.msrsHeader);
 export const KVM_GET_MP_STATE = ior(0x98, SIZEOF.mpState);
+export const KVM_TRANSLATE = iowr(0x85, SIZEOF.translation);
+export const KVM_GET_LAPIC = ior(0x8e, SIZEOF.lapicState);
+export const KVM_GET_VCPU_EVENTS = ior(0x9f, SIZEOF.vcpuEvents);
 export const KVM_GET_FPU = ior(0x8c, SIZEOF.fpu);
 export const KVM_SET_FPU = iow(0x8d, SIZEOF.fpu);
 export const KVM_SET_CPUID2 = iow(0x90, SIZEOF.cpuid2Header);
@@ -70,6 +76,15 @@ export const KVM_MP_STATE = {
   HALTED: 3,
   SIPI_RECEIVED: 4,
 } as const;
+
+/** struct kvm_translation: offsets of its fields. */
+export const KVM_TRANSLATION_OFFSET = { linearAddress: 0, physicalAddress: 8, valid: 16 } as const;
+/** struct kvm_vcpu_events: offset of interrupt.shadow (KVM_X86_SHADOW_INT_MOV_SS = 1, _STI = 2). */
+export const KVM_VCPU_EVENTS_INTERRUPT_SHADOW_OFFSET = 11;
+/** struct kvm_lapic_state: the local APIC's register page; ISR and IRR are 8 32-bit registers, 16 bytes apart. */
+export const LAPIC_ISR_OFFSET = 0x100;
+export const LAPIC_IRR_OFFSET = 0x200;
+export const LAPIC_VECTOR_REGISTER_STRIDE = 0x10;
 
 /** KVM_CHECK_EXTENSION capabilities the VMM relies on. */
 export const KVM_CAP_IRQCHIP = 0;

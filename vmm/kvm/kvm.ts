@@ -212,6 +212,40 @@ export class VcpuFd {
     return new DataView(buffer.buffer).getUint32(0, true);
   }
 
+  /** The guest-physical address of guest-virtual `address` in the vCPU's current mode, or null if unmapped. */
+  translate(address: bigint): bigint | null {
+    const buffer = new Uint8Array(C.SIZEOF.translation);
+    const view = new DataView(buffer.buffer);
+    view.setBigUint64(C.KVM_TRANSLATION_OFFSET.linearAddress, address, true);
+    ioctl(this.fd, C.KVM_TRANSLATE, buffer, 'KVM_TRANSLATE');
+    return buffer[C.KVM_TRANSLATION_OFFSET.valid]
+      ? view.getBigUint64(C.KVM_TRANSLATION_OFFSET.physicalAddress, true)
+      : null;
+  }
+
+  /** True when the vCPU is in an interrupt shadow (right after STI or MOV SS): no interrupt is taken there. */
+  inInterruptShadow(): boolean {
+    const buffer = new Uint8Array(C.SIZEOF.vcpuEvents);
+    ioctl(this.fd, C.KVM_GET_VCPU_EVENTS, buffer, 'KVM_GET_VCPU_EVENTS');
+    return buffer[C.KVM_VCPU_EVENTS_INTERRUPT_SHADOW_OFFSET] !== 0;
+  }
+
+  /** The local APIC's requested (IRR) and in-service (ISR) interrupt vectors. */
+  lapicVectors(): { requested: number[]; inService: number[] } {
+    const buffer = new Uint8Array(C.SIZEOF.lapicState);
+    ioctl(this.fd, C.KVM_GET_LAPIC, buffer, 'KVM_GET_LAPIC');
+    const view = new DataView(buffer.buffer);
+    const vectors = (base: number) => {
+      const set: number[] = [];
+      for (let vector = 0; vector < 256; vector++) {
+        const register = view.getUint32(base + (vector >> 5) * C.LAPIC_VECTOR_REGISTER_STRIDE, true);
+        if (register & (1 << (vector & 31))) set.push(vector);
+      }
+      return set;
+    };
+    return { requested: vectors(C.LAPIC_IRR_OFFSET), inService: vectors(C.LAPIC_ISR_OFFSET) };
+  }
+
   setRegs(regs: Regs): void {
     ioctl(this.fd, C.KVM_SET_REGS, encodeRegs(regs), 'KVM_SET_REGS');
   }

@@ -9,9 +9,10 @@
  * - input events the guest does not take (it posts no buffers) mean its
  *   input driver is stuck, and a click or key is not lost in our device;
  * - a vCPU that has not come out of the guest for a long while, and is not
- *   idle in HLT, is looked at: where it runs, and whether it takes
- *   interrupts. One that does not even leave the guest when kicked is stuck
- *   in the host's KVM.
+ *   idle in HLT, is looked at a few times: one found at the same instruction
+ *   each time is said, with whether it can take the interrupts its APIC
+ *   holds and the instruction's bytes. One that does not even leave the
+ *   guest when kicked is stuck in the host's KVM.
  *
  * None of these is expected; each is said at most once per look.
  */
@@ -50,10 +51,19 @@ export const SAMPLE_GAP_MS = 100;
 
 const hex = (n: bigint) => `0x${n.toString(16)}`;
 
-/** One sample in words, e.g. `0xffffffff8102a3b4 (kernel, interrupts off)`. */
+const vectors = (list: readonly number[]) => (list.length ? list.map((v) => `0x${v.toString(16)}`).join(' ') : '-');
+
+/**
+ * One sample in words, e.g. `0xffffffff8102a3b4 (kernel, interrupts off; pending 0xec, in service -;
+ * code f3 90 eb fc …)`: where it runs, whether it can take the interrupts its APIC holds, and the
+ * instruction there.
+ */
 export function describeSample(sample: VcpuSample): string {
   const where = sample.cpl === 0 ? 'kernel' : 'user';
-  return `${hex(sample.rip)} (${where}, interrupts ${sample.interruptsOn ? 'on' : 'off'})`;
+  const interrupts = `interrupts ${sample.interruptsOn ? 'on' : 'off'}${sample.interruptShadow ? ', in an interrupt shadow' : ''}`;
+  const apic = `pending ${vectors(sample.pendingVectors)}, in service ${vectors(sample.inServiceVectors)}`;
+  const code = sample.code ? Array.from(sample.code, (b) => b.toString(16).padStart(2, '0')).join(' ') : 'unmapped';
+  return `${hex(sample.rip)} (${where}, ${interrupts}; ${apic}; code ${code})`;
 }
 
 export class StallWatch {
@@ -147,10 +157,14 @@ export class StallWatch {
         this.options.say(`sandbox: vCPU ${id} did not leave the guest within ${KICK_TIMEOUT_MS / 1000} s of a kick`);
         continue;
       }
+      // A busy vCPU is found at different places; one found at the same
+      // instruction every time is not moving on (it spins on it, or re-runs it).
       const samples = looks as VcpuSample[];
-      if (samples.every((s) => s.idle)) continue;
-      const at = samples.map((s) => (s.idle ? 'idle' : describeSample(s))).join(', ');
-      this.options.say(`sandbox: vCPU ${id} has not come out of the guest for ${seconds} s and is not idle: ${at}`);
+      if (samples.some((s) => s.idle || s.rip !== samples[0]!.rip)) continue;
+      this.options.say(
+        `sandbox: vCPU ${id} has not come out of the guest for ${seconds} s and was at the same instruction ` +
+          `each of ${samples.length} looks ${SAMPLE_GAP_MS} ms apart: ${describeSample(samples[0]!)}`,
+      );
     }
   }
 

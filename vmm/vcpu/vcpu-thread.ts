@@ -40,7 +40,18 @@ export interface VcpuSample {
   interruptsOn: boolean;
   /** Not running guest code: waiting in HLT for an interrupt (an idle CPU), or not started yet. */
   idle: boolean;
+  /** Right after STI or MOV SS: interrupts are held off for one instruction. */
+  interruptShadow: boolean;
+  /** Interrupt vectors the local APIC has requested but not yet delivered, and those being serviced. */
+  pendingVectors: number[];
+  inServiceVectors: number[];
+  /** The guest-physical address of `rip`, when it is mapped, and the instruction bytes there. */
+  ripPhysical: bigint | null;
+  code: Uint8Array | null;
 }
+
+/** Instruction bytes read at a sample's RIP (the longest x86 instruction). */
+export const SAMPLE_CODE_BYTES = 15;
 
 /** A look at a vCPU: where it was, or why there was nothing to see. */
 export type VcpuLook = VcpuSample | 'did-not-leave' | 'not-running';
@@ -72,6 +83,8 @@ export class VcpuThread {
   constructor(
     private readonly vcpu: VcpuFd,
     private readonly buses: VcpuBuses,
+    /** Reads guest RAM for samples; null where there is none. */
+    private readonly readGuest: (gpa: bigint, length: number) => Uint8Array | null = () => null,
   ) {
     installKickHandler();
     const workerData: VcpuWorkerData = {
@@ -162,11 +175,18 @@ export class VcpuThread {
     else if (Atomics.load(slots, SLOT.pauses) !== pauses) {
       try {
         const regs = this.vcpu.getRegs();
+        const lapic = this.vcpu.lapicVectors();
+        const ripPhysical = this.vcpu.translate(regs.rip);
         sample = {
           rip: regs.rip,
           cpl: this.vcpu.getSregs().cs.selector & SELECTOR_RPL_MASK,
           interruptsOn: (regs.rflags & RFLAGS_IF) !== 0n,
           idle: this.vcpu.getMpState() !== KVM_MP_STATE.RUNNABLE,
+          interruptShadow: this.vcpu.inInterruptShadow(),
+          pendingVectors: lapic.requested,
+          inServiceVectors: lapic.inService,
+          ripPhysical,
+          code: ripPhysical === null ? null : this.readGuest(ripPhysical, SAMPLE_CODE_BYTES),
         };
       } catch {
         sample = 'not-running'; // it ended meanwhile
