@@ -158,11 +158,12 @@ VIEWER_DEBUG_ENV=
   echo "belljar-init: the viewer exited ($?); its last words:"
   $BB tail -n 40 ${GUEST_RUN_DIR}/viewer.log
 ) > /dev/console 2>&1 &
-# belljar.debug=viewer: the viewer's log goes to the console as it is written.
-[ "$(arg belljar.debug)" = viewer ] && $BB tail -f ${GUEST_RUN_DIR}/viewer.log > /dev/console 2>&1 &
+# belljar.debug=viewer: the viewer's log goes to the console as it is written
+# (tail -F: the log may not exist yet).
+[ "$(arg belljar.debug)" = viewer ] && $BB tail -F ${GUEST_RUN_DIR}/viewer.log > /dev/console 2>&1 &
 # belljar.debug=input: the pointer and keyboard focus events Chromium receives
 # from sway (its Wayland protocol log, these lines only) go to the console.
-[ "$(arg belljar.debug)" = input ] && $BB tail -f ${GUEST_RUN_DIR}/viewer.log | $BB grep -E '${INPUT_DEBUG_PATTERN}' > /dev/console 2>&1 &
+[ "$(arg belljar.debug)" = input ] && $BB tail -F ${GUEST_RUN_DIR}/viewer.log | $BB grep -E '${INPUT_DEBUG_PATTERN}' > /dev/console 2>&1 &
 mark viewer
 
 AGENT="perl ${GUEST_RUN_DIR}/belljar-agent.pl --max-item ${MAX_ITEM_BYTES}"
