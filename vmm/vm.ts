@@ -314,9 +314,9 @@ export class Vm {
   }
 
   /** Briefly stops vCPU `id` to see where it is (see VcpuThread.sample). */
-  async sampleVcpu(id: number, timeoutMs: number): Promise<VcpuLook> {
+  async sampleVcpu(id: number, timeoutMs: number, detail = false): Promise<VcpuLook> {
     const thread = this.threads[id];
-    return thread && !this.finished ? thread.sample(timeoutMs) : 'not-running';
+    return thread && !this.finished ? thread.sample(timeoutMs, detail) : 'not-running';
   }
 
   /** Port and MMIO exits handled so far, all vCPUs. */

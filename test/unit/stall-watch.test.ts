@@ -10,18 +10,19 @@ import {
 } from '../../vmm/sandbox/stall-watch.js';
 import type { VcpuLook } from '../../vmm/vcpu/vcpu-thread.js';
 
-const SAMPLE = {
-  cpl: 0,
-  interruptsOn: true,
-  idle: false,
-  interruptShadow: false,
-  pendingVectors: [],
-  inServiceVectors: [],
-  ripPhysical: 0x1001234n,
-  code: Uint8Array.of(0xf3, 0x90, 0xeb, 0xfc),
-};
+const SAMPLE = { cpl: 0, interruptsOn: true, idle: false };
 /** Stuck on one instruction with interrupts on and the timer's vector pending: it never takes it. */
-const STUCK = { ...SAMPLE, rip: 0xffffffff81001234n, pendingVectors: [0x22, 0xec], inServiceVectors: [0xec] };
+const STUCK = { ...SAMPLE, rip: 0xffffffff81001234n };
+const STUCK_CLOSER = {
+  ...STUCK,
+  detail: {
+    interruptShadow: false,
+    pendingVectors: [0x22, 0xec],
+    inServiceVectors: [0xec],
+    ripPhysical: 0x1001234n,
+    code: Uint8Array.of(0xf3, 0x90, 0xeb, 0xfc),
+  },
+};
 const USER_CODE = { ...SAMPLE, rip: 0x401000n, cpl: 3 };
 const MORE_USER_CODE = { ...SAMPLE, rip: 0x402000n, cpl: 3 };
 const IDLE = { ...SAMPLE, rip: 0xffffffff81c0ffeen, idle: true };
@@ -34,7 +35,8 @@ class FakeVm implements StallWatchTarget {
   ];
   queue = { pending: 0, taken: 0 };
   looks: VcpuLook[][] = [[], []];
-  sampled: number[] = [];
+  /** vCPU ids looked at, `+` for a closer look. */
+  sampled: string[] = [];
 
   queueProgress(device: string, index: number) {
     return device === 'gpu' && index === 0 ? this.queue : undefined;
@@ -45,8 +47,8 @@ class FakeVm implements StallWatchTarget {
     return this.mailboxes.map((m) => ({ ...m }));
   }
 
-  async sampleVcpu(id: number): Promise<VcpuLook> {
-    this.sampled.push(id);
+  async sampleVcpu(id: number, _timeoutMs: number, detail = false): Promise<VcpuLook> {
+    this.sampled.push(`${id}${detail ? '+' : ''}`);
     const mailbox = this.mailboxes[id]!;
     mailbox.runs++; // a look takes the vCPU out of the guest once
     return this.looks[id]!.shift() ?? 'not-running';
@@ -92,13 +94,13 @@ test('display requests the device leaves untaken are said; taken ones are not', 
 test('a vCPU quiet for long and at the same instruction each look is said, with its APIC and code', async () => {
   const vm = new FakeVm();
   const { w, said } = watch(vm);
-  vm.looks[0] = [STUCK, STUCK, STUCK];
+  vm.looks[0] = [STUCK, STUCK, STUCK, STUCK_CLOSER];
   vm.mailboxes[1]!.runs = 11; // vCPU 1 keeps coming out: never looked at
   await w.check(QUIET_VCPU_MS - 1);
   assert.deepEqual(vm.sampled, [], 'not quiet long enough yet');
   vm.mailboxes[1]!.runs = 12;
   await w.check(QUIET_VCPU_MS);
-  assert.deepEqual(vm.sampled, Array(SAMPLES_PER_LOOK).fill(0));
+  assert.deepEqual(vm.sampled, [...Array<string>(SAMPLES_PER_LOOK).fill('0'), '0+'], 'then one closer look');
   assert.deepEqual(said, [
     'sandbox: vCPU 0 has not come out of the guest for 30 s and was at the same instruction each of 3 looks ' +
       '100 ms apart: 0xffffffff81001234 (kernel, interrupts on; pending 0x22 0xec, in service 0xec; code f3 90 eb fc)',
@@ -116,13 +118,17 @@ test('a busy vCPU (found at different places) and an idle one are left alone', a
     [USER_CODE, MORE_USER_CODE, USER_CODE],
   ];
   await w.check(QUIET_VCPU_MS);
-  assert.deepEqual(vm.sampled, [0, 0, 0, 1, 1, 1], 'both were looked at');
+  assert.deepEqual(vm.sampled, ['0', '0', '0', '1', '1', '1'], 'both were looked at, neither closer');
   assert.deepEqual(said, []);
 });
 
 test('a sample in an interrupt shadow, in user space or with unmapped code says so', () => {
   assert.equal(
-    describeSample({ ...USER_CODE, interruptsOn: false, interruptShadow: true, code: null }),
+    describeSample({
+      ...USER_CODE,
+      interruptsOn: false,
+      detail: { interruptShadow: true, pendingVectors: [], inServiceVectors: [], ripPhysical: null, code: null },
+    }),
     '0x401000 (user, interrupts off, in an interrupt shadow; pending -, in service -; code unmapped)',
   );
 });

@@ -22,7 +22,7 @@ import type { VcpuLook, VcpuSample } from '../vcpu/vcpu-thread.js';
 export interface StallWatchTarget {
   readonly vcpuMailboxes: readonly { request: number; response: number; runs: number }[];
   queueProgress(device: string, index: number): { pending: number; taken: number } | undefined;
-  sampleVcpu(id: number, timeoutMs: number): Promise<VcpuLook>;
+  sampleVcpu(id: number, timeoutMs: number, detail?: boolean): Promise<VcpuLook>;
 }
 
 export interface StallWatchInput {
@@ -60,9 +60,11 @@ const vectors = (list: readonly number[]) => (list.length ? list.map((v) => `0x$
  */
 export function describeSample(sample: VcpuSample): string {
   const where = sample.cpl === 0 ? 'kernel' : 'user';
-  const interrupts = `interrupts ${sample.interruptsOn ? 'on' : 'off'}${sample.interruptShadow ? ', in an interrupt shadow' : ''}`;
-  const apic = `pending ${vectors(sample.pendingVectors)}, in service ${vectors(sample.inServiceVectors)}`;
-  const code = sample.code ? Array.from(sample.code, (b) => b.toString(16).padStart(2, '0')).join(' ') : 'unmapped';
+  const detail = sample.detail;
+  const interrupts = `interrupts ${sample.interruptsOn ? 'on' : 'off'}${detail?.interruptShadow ? ', in an interrupt shadow' : ''}`;
+  if (!detail) return `${hex(sample.rip)} (${where}, ${interrupts})`;
+  const apic = `pending ${vectors(detail.pendingVectors)}, in service ${vectors(detail.inServiceVectors)}`;
+  const code = detail.code ? Array.from(detail.code, (b) => b.toString(16).padStart(2, '0')).join(' ') : 'unmapped';
   return `${hex(sample.rip)} (${where}, ${interrupts}; ${apic}; code ${code})`;
 }
 
@@ -161,9 +163,12 @@ export class StallWatch {
       // instruction every time is not moving on (it spins on it, or re-runs it).
       const samples = looks as VcpuSample[];
       if (samples.some((s) => s.idle || s.rip !== samples[0]!.rip)) continue;
+      // Stuck: one closer look (its interrupt state and code), then say it.
+      const closer = await this.target.sampleVcpu(id, KICK_TIMEOUT_MS, true);
+      const shown = typeof closer === 'object' && closer.rip === samples[0]!.rip ? closer : samples[0]!;
       this.options.say(
         `sandbox: vCPU ${id} has not come out of the guest for ${seconds} s and was at the same instruction ` +
-          `each of ${samples.length} looks ${SAMPLE_GAP_MS} ms apart: ${describeSample(samples[0]!)}`,
+          `each of ${samples.length} looks ${SAMPLE_GAP_MS} ms apart: ${describeSample(shown)}`,
       );
     }
   }

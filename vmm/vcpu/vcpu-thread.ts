@@ -40,6 +40,12 @@ export interface VcpuSample {
   interruptsOn: boolean;
   /** Not running guest code: waiting in HLT for an interrupt (an idle CPU), or not started yet. */
   idle: boolean;
+  /** Only when asked for (more ioctls, see `sample`). */
+  detail?: VcpuSampleDetail;
+}
+
+/** Why a vCPU takes no interrupts, and what it runs. */
+export interface VcpuSampleDetail {
   /** Right after STI or MOV SS: interrupts are held off for one instruction. */
   interruptShadow: boolean;
   /** Interrupt vectors the local APIC has requested but not yet delivered, and those being serviced. */
@@ -160,10 +166,13 @@ export class VcpuThread {
 
   /**
    * Kicks the vCPU out of the guest, reads where it was, and lets it run on.
+   * `detail` also reads its interrupt state and code: only for a vCPU that
+   * looks stuck, as these reads cost more and, in the KVM lab, are the kind
+   * of thing nested virtualization on a software CPU gets wrong.
    * `did-not-leave`: still in KVM_RUN `timeoutMs` after the kick.
    * `not-running`: paused, stopping or ended (then it is not this call's to resume).
    */
-  async sample(timeoutMs: number): Promise<VcpuLook> {
+  async sample(timeoutMs: number, detail = false): Promise<VcpuLook> {
     const slots = this.mailbox.slots;
     if (!this.serving || Atomics.load(slots, SLOT.control) !== CONTROL.run) return 'not-running';
     const pauses = Atomics.load(slots, SLOT.pauses);
@@ -175,18 +184,12 @@ export class VcpuThread {
     else if (Atomics.load(slots, SLOT.pauses) !== pauses) {
       try {
         const regs = this.vcpu.getRegs();
-        const lapic = this.vcpu.lapicVectors();
-        const ripPhysical = this.vcpu.translate(regs.rip);
         sample = {
           rip: regs.rip,
           cpl: this.vcpu.getSregs().cs.selector & SELECTOR_RPL_MASK,
           interruptsOn: (regs.rflags & RFLAGS_IF) !== 0n,
           idle: this.vcpu.getMpState() !== KVM_MP_STATE.RUNNABLE,
-          interruptShadow: this.vcpu.inInterruptShadow(),
-          pendingVectors: lapic.requested,
-          inServiceVectors: lapic.inService,
-          ripPhysical,
-          code: ripPhysical === null ? null : this.readGuest(ripPhysical, SAMPLE_CODE_BYTES),
+          ...(detail ? { detail: this.readDetail(regs.rip) } : {}),
         };
       } catch {
         sample = 'not-running'; // it ended meanwhile
@@ -195,6 +198,18 @@ export class VcpuThread {
     // Undo only this pause: a stop asked for meanwhile stands.
     if (Atomics.compareExchange(slots, SLOT.control, CONTROL.pause, CONTROL.run) === CONTROL.pause) this.wake();
     return sample;
+  }
+
+  private readDetail(rip: bigint): VcpuSampleDetail {
+    const lapic = this.vcpu.lapicVectors();
+    const ripPhysical = this.vcpu.translate(rip);
+    return {
+      interruptShadow: this.vcpu.inInterruptShadow(),
+      pendingVectors: lapic.requested,
+      inServiceVectors: lapic.inService,
+      ripPhysical,
+      code: ripPhysical === null ? null : this.readGuest(ripPhysical, SAMPLE_CODE_BYTES),
+    };
   }
 
   /** Stops the vCPU and waits for its thread to end. */
