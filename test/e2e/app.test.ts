@@ -21,6 +21,7 @@ import { findGuestImage } from '../../electron/sessions/guest-image.js';
 import { clampDisplaySize } from '../../vmm/devices/virtio/gpu/gpu.js';
 import { detectHostKvm } from '../lab/host-kvm.js';
 import { runInLab } from '../lab/lab.js';
+import { labFault } from '../support/lab-faults.js';
 import { LAB_SIDE_READY, type SandboxReport } from './lab-side-contract.js';
 
 const FIXTURE = new URL('../../../test/fixtures/guest/interactive-page.html', import.meta.url).pathname;
@@ -180,12 +181,7 @@ function sandboxReport(diag: string): Promise<SandboxReport[]> {
   return diagnostics<SandboxReport[]>(`${diag}/sandboxes`);
 }
 
-/** The lab's L1 kernel sometimes panics under nested SVM on the software CPU (docs/benchmarks.md). */
-const L1_PANIC = /Kernel panic - not syncing/;
-/** The guest's CPU resetting with no message, which the nested lab does now and then (sandbox-interactive.test.ts). */
-const LAB_RESET = /the sandbox failed: .*(triple fault|restarted itself)/;
-/** The guest kernel's watchdog: one of its CPUs stuck in the kernel for minutes (see sandbox-interactive.test.ts). */
-const GUEST_LOCKUP = /watchdog: BUG: soft lockup/;
+/** Runs that hit one of the lab's known faults (test/support/lab-faults.ts) are retried, each reported. */
 const MAX_ATTEMPTS = 4;
 
 test(
@@ -210,18 +206,18 @@ test(
         return;
       } catch (error) {
         // Only the lab's known faults are retried (each reported); anything else fails the test.
-        const sandboxError = await sandboxReport(`http://127.0.0.1:${diagPort}`)
-          .then((report) => report[0]?.error ?? '')
-          .catch(() => '');
+        const sandbox = await sandboxReport(`http://127.0.0.1:${diagPort}`)
+          .then((report) => report[0])
+          .catch(() => undefined);
         await closeLabSide();
-        const message = `${error instanceof Error ? error.message : String(error)} / the sandbox failed: ${sandboxError}`;
-        const fault = L1_PANIC.test(labSide.output())
-          ? "the lab's L1 kernel panicked"
-          : GUEST_LOCKUP.test(labSide.output())
-            ? "the guest's kernel reported a CPU stuck (soft lockup)"
-            : LAB_RESET.test(message) || message.includes(LAB_UNRESPONSIVE)
-              ? message
-              : null;
+        const message = error instanceof Error ? error.message : String(error);
+        // The lab side prints its guests' consoles as it closes them: they are in its output.
+        const fault =
+          labFault({
+            sandboxError: sandbox?.error ?? '',
+            vmmStderr: sandbox?.stderrTail ?? '',
+            labOutput: labSide.output(),
+          }) ?? (message.includes(LAB_UNRESPONSIVE) ? message : null);
         if (attempt >= MAX_ATTEMPTS || fault === null) {
           t.diagnostic(`the lab side's last output:\n${labSide.output().slice(-6000)}`);
           throw error;

@@ -20,4 +20,6 @@ export interface SandboxReport {
   readonly display?: Size;
   /** The size the renderer last asked for. */
   readonly requestedDisplay?: Size;
+  /** The tail of its VMM process's stderr (the stall watch's lines among it). */
+  readonly stderrTail: string;
 }

@@ -76,6 +76,7 @@ const diagnostics = createServer((req, res) => {
       counts: s.counts,
       display: s.display,
       requestedDisplay: s.requestedDisplay,
+      stderrTail: s.stderrTail,
     }));
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(report));
   } else if (req.method === 'POST' && req.url === '/quit') {

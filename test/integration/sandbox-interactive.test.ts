@@ -23,6 +23,7 @@ import type { SandboxSession } from '../../electron/sessions/sandbox-session.js'
 import type { InputEvent } from '../../electron/contract/ipc.js';
 import { Framebuffer, type Region, type Rgb } from '../support/framebuffer.js';
 import { realKvmSkipReason } from './real-kvm.js';
+import { labFault, STUCK_VCPU } from '../support/lab-faults.js';
 
 const FIXTURE = new URL('../../../test/fixtures/guest/interactive-page.html', import.meta.url).pathname;
 const RESULTS = 'dist/test-results';
@@ -38,21 +39,7 @@ const RESIZE_MS = 60_000;
 /** The cursor image's extent below and right of its hot spot, in pixels (about). */
 const CURSOR_BOX = 12;
 const DISPLAY = { width: 1024, height: 768 };
-/**
- * In the KVM lab the guest's CPU sometimes resets with no message from the
- * guest (a triple fault, or a reset), at random points in boot or page load,
- * with binaries that pass on other runs: nested SVM on a software CPU, which
- * also crashes L1 itself at times (docs/benchmarks.md). Such a run is retried.
- */
-const LAB_RESET = /triple fault|restarted itself/;
-/**
- * The other lab fault: the guest's kernel watchdog reports one CPU stuck in the
- * kernel (in a Chromium thread) for minutes, and the page never shows. Seen in
- * 3 of about 14 lab boots on 2026-11-27. Not yet known to be the lab's alone:
- * the sandbox process now says on stderr when a vCPU waits on it, and a failure
- * message shows that stderr. Retried like a reset, and reported each time.
- */
-const GUEST_LOCKUP = /watchdog: BUG: soft lockup/;
+/** Runs that hit one of the lab's known faults (test/support/lab-faults.ts) are retried, each reported. */
 const MAX_ATTEMPTS = 4;
 const RESIZE_ASKED = { width: 1021, height: 700 };
 const RESIZED = { width: 1016, height: 700 };
@@ -128,15 +115,14 @@ test(
       } catch (error) {
         // Retried: only the lab's known faults (see the note in the header), each
         // reported; anything else fails at once.
-        const reason = opened.session?.error ?? '';
         // Closed either way; closing also brings the guest's console tail.
         await sessions.closeAll();
         const guestConsole = opened.session?.consoleTail ?? '';
-        const fault = LAB_RESET.test(reason)
-          ? reason
-          : GUEST_LOCKUP.test(guestConsole)
-            ? "the guest's kernel reported a CPU stuck (soft lockup)"
-            : null;
+        const fault = labFault({
+          sandboxError: opened.session?.error ?? '',
+          guestConsole,
+          vmmStderr: opened.session?.stderrTail ?? '',
+        });
         if (attempt >= MAX_ATTEMPTS || fault === null) {
           t.diagnostic(`the guest's console, last lines:\n${guestConsole.slice(-6000) || '(none)'}`);
           throw error;
@@ -188,6 +174,9 @@ async function scenario(
       if (session.state === 'failed') {
         throw new Error(`the sandbox failed: ${session.error}\n${session.consoleTail?.slice(-4000) ?? ''}`);
       }
+      // A guest vCPU stuck for good: no use waiting out the test's timeouts.
+      const stuck = STUCK_VCPU.exec(session.stderrTail);
+      if (stuck) throw new Error(`the sandbox stalled: ${stuck[0]}`);
       return false;
     };
 

@@ -102,7 +102,7 @@ test('a vCPU quiet for long and at the same instruction each look is said, with 
   await w.check(QUIET_VCPU_MS);
   assert.deepEqual(vm.sampled, [...Array<string>(SAMPLES_PER_LOOK).fill('0'), '0+'], 'then one closer look');
   assert.deepEqual(said, [
-    'sandbox: vCPU 0 has not come out of the guest for 30 s and was at the same instruction each of 3 looks ' +
+    `sandbox: vCPU 0 has not come out of the guest for ${QUIET_VCPU_MS / 1000} s and was at the same instruction each of 3 looks ` +
       '100 ms apart: 0xffffffff81001234 (kernel, interrupts on; pending 0x22 0xec, in service 0xec; code f3 90 eb fc)',
   ]);
   said.length = 0;

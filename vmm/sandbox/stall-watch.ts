@@ -41,8 +41,8 @@ export interface StallWatchOptions {
 
 /** How often the watch looks. */
 export const STALL_WATCH_MS = 5_000;
-/** A vCPU with no exit to the VMM for this long, and not idle, is looked at. */
-export const QUIET_VCPU_MS = 30_000;
+/** A vCPU with no exit to the VMM for this long is looked at (a busy one can go 30 s without: each look kicks it out). */
+export const QUIET_VCPU_MS = 60_000;
 /** How long a kicked vCPU may take to leave the guest. */
 export const KICK_TIMEOUT_MS = 2_000;
 /** Looks per quiet vCPU, this far apart: one place each time means a tight loop. */

@@ -1,0 +1,45 @@
+/**
+ * The KVM lab's known faults. Nested SVM on a software CPU (QEMU 7.2's TCG)
+ * now and then breaks a run in ways our code plays no part in
+ * (docs/benchmarks.md). The tests that boot the product guest retry a run
+ * that hit one of these, and report each; any other failure fails the test.
+ */
+
+/** The lab's own (L1) kernel panicked. */
+export const L1_PANIC = /Kernel panic - not syncing/;
+/** The guest's CPU reset with no message from the guest (the sandbox's error says which). */
+export const GUEST_RESET = /triple fault|restarted itself/;
+/** The guest kernel's watchdog: one of its CPUs stuck in the kernel for minutes. */
+export const GUEST_LOCKUP = /watchdog: BUG: soft lockup/;
+/**
+ * The sandbox's stall watch (vmm/sandbox/stall-watch.ts): a vCPU found at one
+ * instruction each look, with no exit to our VMM for a minute or more. Caught
+ * with interrupts on while the guest kernel reported that CPU's timers had
+ * stopped firing ("rcu: ... Possible timer handling issue on cpu=1"): a vCPU
+ * that takes no exit reaches no code of ours, and its timer interrupts are
+ * the host KVM's to deliver.
+ */
+export const STUCK_VCPU = /sandbox: vCPU \d+ has not come out of the guest for \d+ s and was at the same instruction/;
+
+/** What a failed run left behind, as far as the test has it. */
+export interface RunEvidence {
+  /** The sandbox's error (its VMM's exit), if it failed. */
+  readonly sandboxError?: string;
+  readonly guestConsole?: string;
+  /** The tail of the sandbox process's stderr. */
+  readonly vmmStderr?: string;
+  /** Everything the lab printed (its L1 console included). */
+  readonly labOutput?: string;
+}
+
+/** The known lab fault behind a failed run, in words; null when it is none of them. */
+export function labFault(run: RunEvidence): string | null {
+  if (L1_PANIC.test(run.labOutput ?? '')) return "the lab's L1 kernel panicked";
+  if (GUEST_RESET.test(run.sandboxError ?? '')) return `the sandbox failed: ${run.sandboxError}`;
+  if (GUEST_LOCKUP.test(run.guestConsole ?? '') || GUEST_LOCKUP.test(run.labOutput ?? '')) {
+    return "the guest's kernel reported a CPU stuck (soft lockup)";
+  }
+  const stuck = STUCK_VCPU.exec(run.vmmStderr ?? '');
+  if (stuck) return `a guest vCPU stuck at one instruction (${stuck[0]})`;
+  return null;
+}

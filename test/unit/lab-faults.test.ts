@@ -1,0 +1,37 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { labFault } from '../support/lab-faults.js';
+
+const STUCK_LINE =
+  'sandbox: vCPU 1 has not come out of the guest for 60 s and was at the same instruction each of 3 looks 100 ms apart: ' +
+  '0xffffffffc06de20c (kernel, interrupts on; pending 0xec, in service -; code 89 02 c3)';
+
+test('each known lab fault is named; other failures are not faults', () => {
+  assert.equal(
+    labFault({ labOutput: '[ 94.3] Kernel panic - not syncing: Fatal exception' }),
+    "the lab's L1 kernel panicked",
+  );
+  assert.equal(
+    labFault({ sandboxError: "the sandbox's processor reset (triple fault)" }),
+    "the sandbox failed: the sandbox's processor reset (triple fault)",
+  );
+  assert.equal(
+    labFault({ guestConsole: 'watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [chromium:301]' }),
+    "the guest's kernel reported a CPU stuck (soft lockup)",
+  );
+  assert.match(
+    labFault({ vmmStderr: `${STUCK_LINE}\n` }) ?? '',
+    /^a guest vCPU stuck at one instruction \(sandbox: vCPU 1 /,
+  );
+  assert.equal(labFault({}), null);
+  assert.equal(
+    labFault({
+      sandboxError: 'kernel: cannot open /nonexistent',
+      guestConsole: 'Run /init as init process',
+      vmmStderr: 'sandbox: virtio-gpu queue 0: 3 requests not taken for over 5 s',
+      labOutput: 'ok',
+    }),
+    null,
+    'a real failure, a device queue left untaken included, is not a lab fault',
+  );
+});
