@@ -43,7 +43,8 @@ import { allocateGuestRam, type GuestRam } from './memory/guest-ram.js';
 import { REG_NAMES, type Regs, type Segment, type Sregs } from './kvm/structs.js';
 import type { SegmentRegister } from './arch/x86_64/gdt.js';
 import type { BootSregs, KvmRegs } from './arch/x86_64/regs.js';
-import { VcpuThread, type VcpuLook } from './vcpu/vcpu-thread.js';
+import { VcpuThread } from './vcpu/vcpu-thread.js';
+import type { VcpuLook } from './vcpu/sample.js';
 import type { VcpuStop } from './vcpu/exit.js';
 
 /** Capabilities the VMM cannot run without. */

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseVmConfig } from '../../vmm/config.js';
 import { Vm } from '../../vmm/vm.js';
-import { SAMPLE_CODE_BYTES } from '../../vmm/vcpu/vcpu-thread.js';
+import { SAMPLE_CODE_BYTES } from '../../vmm/vcpu/sample.js';
 import { describeSample } from '../../vmm/sandbox/stall-watch.js';
 import { realKvmSkipReason } from './real-kvm.js';
 import { SIGNAL_INIT_REACHED, TEST_CMDLINE, testGuest } from './guest-fixtures.js';

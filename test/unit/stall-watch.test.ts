@@ -8,7 +8,7 @@ import {
   StallWatch,
   type StallWatchTarget,
 } from '../../vmm/sandbox/stall-watch.js';
-import type { VcpuLook } from '../../vmm/vcpu/vcpu-thread.js';
+import type { VcpuLook } from '../../vmm/vcpu/sample.js';
 
 const SAMPLE = { cpl: 0, interruptsOn: true, idle: false };
 /** Stuck on one instruction with interrupts on and the timer's vector pending: it never takes it. */

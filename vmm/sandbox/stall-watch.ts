@@ -16,7 +16,7 @@
  *
  * None of these is expected; each is said at most once per look.
  */
-import type { VcpuLook, VcpuSample } from '../vcpu/vcpu-thread.js';
+import type { VcpuLook, VcpuSample } from '../vcpu/sample.js';
 
 /** What the watch needs from the VM (the Vm class has all of it). */
 export interface StallWatchTarget {

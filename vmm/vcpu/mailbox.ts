@@ -28,9 +28,13 @@ export const SLOT = {
   runs: 11,
   /** Worker → main: bumped each time the worker starts sitting out a pause (outside KVM_RUN until told to run). */
   pauses: 12,
+  /** Main → worker: bumped to ask a paused worker for a sample (VcpuMessage 'sample' answers it). */
+  sampleRequest: 13,
+  /** Main → worker: 1 when that sample should have the detail. */
+  sampleDetail: 14,
 } as const;
 
-export const MAILBOX_SLOTS = 13;
+export const MAILBOX_SLOTS = 15;
 export const MAILBOX_BYTES = MAILBOX_SLOTS * Int32Array.BYTES_PER_ELEMENT;
 
 export const ACCESS_KIND = { pio: 1, mmio: 2 } as const;

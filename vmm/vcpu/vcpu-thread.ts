@@ -4,7 +4,8 @@
  * running vCPU is kicked out of the guest with immediate_exit plus a signal).
  */
 import { Worker } from 'node:worker_threads';
-import { KVM_MP_STATE, KVM_RUN_OFFSET } from '../kvm/constants.js';
+import { KVM_RUN_OFFSET } from '../kvm/constants.js';
+import { SAMPLE_CODE_BYTES, type VcpuLook, type VcpuSample } from './sample.js';
 import * as libc from '../kvm/libc.js';
 import type { VcpuFd } from '../kvm/kvm.js';
 import type { Bus } from '../devices/bus.js';
@@ -27,40 +28,6 @@ function installKickHandler(): void {
 }
 
 const ONE = Uint8Array.of(1);
-/** RFLAGS.IF: the vCPU takes interrupts. */
-const RFLAGS_IF = 1n << 9n;
-/** The privilege level is the low two bits of CS's selector. */
-const SELECTOR_RPL_MASK = 3;
-
-/** Where a vCPU was when it was briefly stopped for a look (diagnostics). */
-export interface VcpuSample {
-  rip: bigint;
-  /** Privilege level: 0 is the guest kernel, 3 user space. */
-  cpl: number;
-  interruptsOn: boolean;
-  /** Not running guest code: waiting in HLT for an interrupt (an idle CPU), or not started yet. */
-  idle: boolean;
-  /** Only when asked for (more ioctls, see `sample`). */
-  detail?: VcpuSampleDetail;
-}
-
-/** Why a vCPU takes no interrupts, and what it runs. */
-export interface VcpuSampleDetail {
-  /** Right after STI or MOV SS: interrupts are held off for one instruction. */
-  interruptShadow: boolean;
-  /** Interrupt vectors the local APIC has requested but not yet delivered, and those being serviced. */
-  pendingVectors: number[];
-  inServiceVectors: number[];
-  /** The guest-physical address of `rip`, when it is mapped, and the instruction bytes there. */
-  ripPhysical: bigint | null;
-  code: Uint8Array | null;
-}
-
-/** Instruction bytes read at a sample's RIP (the longest x86 instruction). */
-export const SAMPLE_CODE_BYTES = 15;
-
-/** A look at a vCPU: where it was, or why there was nothing to see. */
-export type VcpuLook = VcpuSample | 'did-not-leave' | 'not-running';
 const WORKER_URL = new URL('./vcpu-worker.js', import.meta.url);
 
 export interface VcpuBuses {
@@ -73,6 +40,8 @@ export class VcpuThread {
   private readonly worker: Worker;
   private thread: bigint | null = null;
   private serving = true;
+  private samplesAsked = 0;
+  private sampleWaiter: { seq: number; resolve: (sample: VcpuSample | null) => void } | null = null;
   readonly stopped: Promise<VcpuStop>;
   /** Port/MMIO accesses answered (for statistics). */
   exits = 0;
@@ -97,13 +66,16 @@ export class VcpuThread {
       id: vcpu.id,
       fd: vcpu.fd,
       runAddress: vcpu.runAddress,
+      runSize: vcpu.runSize,
       mailbox: this.mailbox.buffer,
     };
     this.worker = new Worker(WORKER_URL, { workerData, name: `vcpu${vcpu.id}` });
     this.stopped = new Promise<VcpuStop>((resolve) => {
       this.worker.on('message', (message: VcpuMessage) => {
         if (message.type === 'ready') this.thread = message.thread;
-        else resolve(message.stop);
+        else if (message.type === 'sample') {
+          if (this.sampleWaiter?.seq === message.seq) this.sampleWaiter.resolve(message.sample);
+        } else resolve(message.stop);
       });
       this.worker.on('error', (error) => resolve({ reason: 'error', detail: `vCPU thread failed: ${error.message}` }));
       this.worker.on('exit', () => resolve({ reason: 'error', detail: 'vCPU thread ended without a report' }));
@@ -165,51 +137,44 @@ export class VcpuThread {
   }
 
   /**
-   * Kicks the vCPU out of the guest, reads where it was, and lets it run on.
-   * `detail` also reads its interrupt state and code: only for a vCPU that
-   * looks stuck, as these reads cost more and, in the KVM lab, are the kind
-   * of thing nested virtualization on a software CPU gets wrong.
+   * Kicks the vCPU out of the guest, has its thread read where it was (see
+   * sample.ts), and lets it run on. `detail` also reads its interrupt state
+   * and code: only for a vCPU that looks stuck.
    * `did-not-leave`: still in KVM_RUN `timeoutMs` after the kick.
    * `not-running`: paused, stopping or ended (then it is not this call's to resume).
    */
   async sample(timeoutMs: number, detail = false): Promise<VcpuLook> {
     const slots = this.mailbox.slots;
     if (!this.serving || Atomics.load(slots, SLOT.control) !== CONTROL.run) return 'not-running';
+    const deadline = performance.now() + timeoutMs;
     const pauses = Atomics.load(slots, SLOT.pauses);
     this.pause();
     const wait = Atomics.waitAsync(slots, SLOT.pauses, pauses, timeoutMs);
     if (wait.async) await wait.value;
-    let sample: VcpuLook = 'did-not-leave';
-    if (!this.serving) sample = 'not-running';
+    let look: VcpuLook = 'did-not-leave';
+    if (!this.serving) look = 'not-running';
     else if (Atomics.load(slots, SLOT.pauses) !== pauses) {
-      try {
-        const regs = this.vcpu.getRegs();
-        sample = {
-          rip: regs.rip,
-          cpl: this.vcpu.getSregs().cs.selector & SELECTOR_RPL_MASK,
-          interruptsOn: (regs.rflags & RFLAGS_IF) !== 0n,
-          idle: this.vcpu.getMpState() !== KVM_MP_STATE.RUNNABLE,
-          ...(detail ? { detail: this.readDetail(regs.rip) } : {}),
-        };
-      } catch {
-        sample = 'not-running'; // it ended meanwhile
+      const seq = ++this.samplesAsked;
+      const answer = new Promise<VcpuSample | null>((resolve) => (this.sampleWaiter = { seq, resolve }));
+      Atomics.store(slots, SLOT.sampleDetail, detail ? 1 : 0);
+      Atomics.store(slots, SLOT.sampleRequest, seq);
+      this.wake();
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<null>((resolve) => {
+        timer = setTimeout(() => resolve(null), Math.max(0, deadline - performance.now()));
+      });
+      const sample = await Promise.race([answer, late, this.stopped.then(() => null)]);
+      clearTimeout(timer);
+      this.sampleWaiter = null;
+      const ripPhysical = sample?.detail?.ripPhysical;
+      if (sample?.detail && ripPhysical !== undefined && ripPhysical !== null) {
+        sample.detail.code = this.readGuest(ripPhysical, SAMPLE_CODE_BYTES);
       }
+      look = sample ?? 'not-running';
     }
     // Undo only this pause: a stop asked for meanwhile stands.
     if (Atomics.compareExchange(slots, SLOT.control, CONTROL.pause, CONTROL.run) === CONTROL.pause) this.wake();
-    return sample;
-  }
-
-  private readDetail(rip: bigint): VcpuSampleDetail {
-    const lapic = this.vcpu.lapicVectors();
-    const ripPhysical = this.vcpu.translate(rip);
-    return {
-      interruptShadow: this.vcpu.inInterruptShadow(),
-      pendingVectors: lapic.requested,
-      inServiceVectors: lapic.inService,
-      ripPhysical,
-      code: ripPhysical === null ? null : this.readGuest(ripPhysical, SAMPLE_CODE_BYTES),
-    };
+    return look;
   }
 
   /** Stops the vCPU and waits for its thread to end. */

@@ -13,11 +13,15 @@ import {
   KVM_SYSTEM_EVENT,
 } from '../kvm/constants.js';
 import * as libc from '../kvm/libc.js';
+import { VcpuFd } from '../kvm/kvm.js';
+import { readSample, type VcpuSample } from './sample.js';
 import { ACCESS_KIND, CONTROL, Mailbox, SLOT } from './mailbox.js';
 import type { VcpuMessage, VcpuStop, VcpuWorkerData } from './exit.js';
 
 const data = workerData as VcpuWorkerData;
 const mailbox = new Mailbox(data.mailbox);
+/** Borrowed for samples: the main thread owns this vCPU's fd and mapping, and closes them. */
+const vcpu = new VcpuFd(data.id, data.fd, data.runAddress, data.runSize);
 const header = new Uint8Array(KVM_RUN_HEADER_COPY);
 const view = new DataView(header.buffer);
 const run = data.runAddress;
@@ -37,11 +41,28 @@ function honourControl(): boolean {
     const control = Atomics.load(mailbox.slots, SLOT.control);
     if (control === CONTROL.run) return true;
     if (control === CONTROL.stop) return false;
-    // Outside KVM_RUN now: the main thread may read this vCPU's registers.
+    // Outside KVM_RUN now, and staying out until told to run.
     Atomics.add(mailbox.slots, SLOT.pauses, 1);
     Atomics.notify(mailbox.slots, SLOT.pauses);
+    answerSampleRequest();
     Atomics.wait(mailbox.slots, SLOT.resume, resume);
   }
+}
+
+let samplesAnswered = 0;
+
+/** While paused: a sample the main thread asked for is read here, on the vCPU's own thread. */
+function answerSampleRequest(): void {
+  const seq = Atomics.load(mailbox.slots, SLOT.sampleRequest);
+  if (seq === samplesAnswered) return;
+  samplesAnswered = seq;
+  let sample: VcpuSample | null;
+  try {
+    sample = readSample(vcpu, Atomics.load(mailbox.slots, SLOT.sampleDetail) === 1);
+  } catch {
+    sample = null;
+  }
+  post({ type: 'sample', seq, sample });
 }
 
 function handleIo(): void {
