@@ -32,13 +32,38 @@ export interface LabRunOptions {
   readonly signal?: AbortSignal;
   /** Host TCP ports (on 127.0.0.1) forwarded to the same ports inside L1. */
   readonly forwardPorts?: readonly number[];
+  /**
+   * For commands that keep L1 busy (the product guest's tests): L1 that uses
+   * under FROZEN_CPU_SHARE of a CPU for this long has frozen, a known lab
+   * fault (docs/benchmarks.md), and is stopped; the result says `frozen`.
+   */
+  readonly frozenAfterMs?: number;
 }
 
 export interface LabRunResult {
   readonly exitCode: number;
+  /** L1 froze (see `frozenAfterMs`) and was stopped. */
+  readonly frozen?: boolean;
   /** Seconds from QEMU start until the command started (wall clock). */
   readonly bootSeconds: number | null;
   readonly totalSeconds: number;
+}
+
+/** A frozen L1 still ticks (measured: 0.4 % of a CPU); a busy one uses most of one. */
+const FROZEN_CPU_SHARE = 0.05;
+const FREEZE_CHECK_MS = 15_000;
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** CPU seconds a process has used so far (utime + stime from /proc), or null if it is gone. */
+function cpuSeconds(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // After the command name: state is field 3; utime and stime are 14 and 15.
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return null;
+  }
 }
 
 export function shellQuote(word: string): string {
@@ -91,7 +116,7 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
     let bootSeconds: number | null = null;
     let pending = '';
     let stderr = '';
-    const state: { outcome: 'exited' | 'timeout' | 'interrupted' } = { outcome: 'exited' };
+    const state: { outcome: 'exited' | 'timeout' | 'interrupted' | 'frozen' } = { outcome: 'exited' };
 
     const kill = () => {
       if (qemu.exitCode === null && qemu.signalCode === null) qemu.kill('SIGKILL');
@@ -105,6 +130,23 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
       kill();
     };
     options.signal?.addEventListener('abort', onAbort);
+    const usage: { seconds: number; at: number }[] = [];
+    const freezeWatch = setInterval(() => {
+      const seconds = qemu.pid === undefined ? null : cpuSeconds(qemu.pid);
+      if (seconds === null || options.frozenAfterMs === undefined) return;
+      const now = performance.now();
+      usage.push({ seconds, at: now });
+      while (usage.length > 1 && now - usage[1]!.at >= options.frozenAfterMs) usage.shift();
+      const first = usage[0]!;
+      const span = (now - first.at) / 1000;
+      if (span * 1000 >= options.frozenAfterMs && (seconds - first.seconds) / span < FROZEN_CPU_SHARE) {
+        log(
+          `lab: L1 used ${(seconds - first.seconds).toFixed(1)} s of CPU in ${span.toFixed(0)} s: it froze; stopping it`,
+        );
+        state.outcome = 'frozen';
+        kill();
+      }
+    }, FREEZE_CHECK_MS);
 
     qemu.stdout.setEncoding('utf8');
     qemu.stdout.on('data', (data: string) => {
@@ -133,6 +175,7 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
       qemu.on('close', () => resolve(null));
     });
     clearTimeout(timer);
+    clearInterval(freezeWatch);
     options.signal?.removeEventListener('abort', onAbort);
     if (pending) output(pending);
     const totalSeconds = (performance.now() - started) / 1000;
@@ -147,6 +190,7 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
       return { exitCode: LAB_EXIT.timeout, bootSeconds, totalSeconds };
     }
     if (state.outcome === 'interrupted') return { exitCode: LAB_EXIT.interrupted, bootSeconds, totalSeconds };
+    if (state.outcome === 'frozen') return { exitCode: LAB_EXIT.labFailure, frozen: true, bootSeconds, totalSeconds };
     const exitFile = join(controlDir, CONTROL_FILES.exitCode);
     if (!existsSync(exitFile)) {
       log(`lab: L1 stopped without reporting an exit code (QEMU exit ${qemu.exitCode}). ${stderr.trim()}`);

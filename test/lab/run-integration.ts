@@ -13,7 +13,9 @@ import { L1_PANIC } from '../support/lab-faults.js';
 export const INTEGRATION_TAP = 'dist/test-results/integration.tap';
 /** The integration suite runs the lab's slow scenarios one after another. */
 const LAB_SUITE_TIMEOUT_MS = 40 * 60_000;
-/** Lab runs of the suite when L1 panics (test/support/lab-faults.ts). */
+/** Every integration test keeps L1 busy: one that uses almost no CPU for this long has frozen. */
+const L1_FROZEN_AFTER_MS = 3 * 60_000;
+/** Lab runs of the suite when L1 panics or freezes (test/support/lab-faults.ts). */
 const MAX_LAB_ATTEMPTS = 2;
 /** Enough of the lab's output to hold L1's panic message. */
 const OUTPUT_TAIL_CHARS = 64 * 1024;
@@ -47,6 +49,7 @@ if (host.mode === 'direct') {
       const result = await runInLab({
         argv: testCommand,
         timeoutMs: LAB_SUITE_TIMEOUT_MS,
+        frozenAfterMs: L1_FROZEN_AFTER_MS,
         signal: abort.signal,
         log: (line) => console.log(line),
         output: (chunk) => {
@@ -59,9 +62,12 @@ if (host.mode === 'direct') {
         `integration: lab exit ${result.exitCode}, L1 boot ${boot}, total ${result.totalSeconds.toFixed(1)} s`,
       );
       process.exitCode = result.exitCode;
-      // L1 itself died: the suite's results are lost, not failed. Run it again (reported).
-      if (result.exitCode !== LAB_EXIT.labFailure || !L1_PANIC.test(output) || attempt >= MAX_LAB_ATTEMPTS) break;
-      console.log(`integration: the lab's L1 kernel panicked (a known lab fault); running the suite again`);
+      // L1 itself died or froze: the suite's results are lost, not failed. Run it again (reported).
+      const l1Fault = result.frozen ? 'froze' : L1_PANIC.test(output) ? "'s kernel panicked" : null;
+      if (result.exitCode !== LAB_EXIT.labFailure || l1Fault === null || attempt >= MAX_LAB_ATTEMPTS) break;
+      console.log(
+        `integration: the lab's L1${l1Fault === 'froze' ? ' froze' : l1Fault} (a known lab fault); running the suite again`,
+      );
     }
   } catch (error) {
     console.error(`integration: ${(error as Error).message}`);
