@@ -130,23 +130,27 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
       kill();
     };
     options.signal?.addEventListener('abort', onAbort);
+    const frozenAfterMs = options.frozenAfterMs;
     const usage: { seconds: number; at: number }[] = [];
-    const freezeWatch = setInterval(() => {
-      const seconds = qemu.pid === undefined ? null : cpuSeconds(qemu.pid);
-      if (seconds === null || options.frozenAfterMs === undefined) return;
-      const now = performance.now();
-      usage.push({ seconds, at: now });
-      while (usage.length > 1 && now - usage[1]!.at >= options.frozenAfterMs) usage.shift();
-      const first = usage[0]!;
-      const span = (now - first.at) / 1000;
-      if (span * 1000 >= options.frozenAfterMs && (seconds - first.seconds) / span < FROZEN_CPU_SHARE) {
-        log(
-          `lab: L1 used ${(seconds - first.seconds).toFixed(1)} s of CPU in ${span.toFixed(0)} s: it froze; stopping it`,
-        );
-        state.outcome = 'frozen';
-        kill();
-      }
-    }, FREEZE_CHECK_MS);
+    const freezeWatch =
+      frozenAfterMs === undefined
+        ? undefined
+        : setInterval(() => {
+            const seconds = qemu.pid === undefined ? null : cpuSeconds(qemu.pid);
+            if (seconds === null) return;
+            const now = performance.now();
+            usage.push({ seconds, at: now });
+            while (usage.length > 1 && now - usage[1]!.at >= frozenAfterMs) usage.shift();
+            const first = usage[0]!;
+            const span = (now - first.at) / 1000;
+            if (span * 1000 >= frozenAfterMs && (seconds - first.seconds) / span < FROZEN_CPU_SHARE) {
+              log(
+                `lab: L1 used ${(seconds - first.seconds).toFixed(1)} s of CPU in ${span.toFixed(0)} s: it froze; stopping it`,
+              );
+              state.outcome = 'frozen';
+              kill();
+            }
+          }, FREEZE_CHECK_MS);
 
     qemu.stdout.setEncoding('utf8');
     qemu.stdout.on('data', (data: string) => {

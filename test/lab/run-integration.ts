@@ -63,11 +63,13 @@ if (host.mode === 'direct') {
       );
       process.exitCode = result.exitCode;
       // L1 itself died or froze: the suite's results are lost, not failed. Run it again (reported).
-      const l1Fault = result.frozen ? 'froze' : L1_PANIC.test(output) ? "'s kernel panicked" : null;
+      const l1Fault = result.frozen
+        ? "the lab's L1 froze"
+        : L1_PANIC.test(output)
+          ? "the lab's L1 kernel panicked"
+          : null;
       if (result.exitCode !== LAB_EXIT.labFailure || l1Fault === null || attempt >= MAX_LAB_ATTEMPTS) break;
-      console.log(
-        `integration: the lab's L1${l1Fault === 'froze' ? ' froze' : l1Fault} (a known lab fault); running the suite again`,
-      );
+      console.log(`integration: ${l1Fault} (a known lab fault); running the suite again`);
     }
   } catch (error) {
     console.error(`integration: ${(error as Error).message}`);

@@ -68,10 +68,21 @@ export function describeSample(sample: VcpuSample): string {
   return `${hex(sample.rip)} (${where}, ${interrupts}; ${apic}; code ${code})`;
 }
 
+/** Work waiting on the other side (`pending`), and a count of what it has taken so far. */
+interface Progress {
+  readonly pending: number;
+  readonly taken: number;
+}
+
+/** Work waited at both looks and none was taken in between. */
+function leftUntaken(before: Progress | undefined, now: Progress | undefined): boolean {
+  return !!before && !!now && before.pending > 0 && now.pending > 0 && now.taken === before.taken;
+}
+
 export class StallWatch {
   private lastMailboxes: readonly { request: number; response: number; runs: number }[];
-  private lastQueues: ({ pending: number; taken: number } | undefined)[];
-  private lastInputs: { pendingEvents: number; deliveredEvents: number }[];
+  private lastQueues: (Progress | undefined)[];
+  private lastInputs: Progress[];
   /** Per vCPU: its KVM_RUN count and when that count last moved. */
   private readonly quiet: { runs: number; since: number }[];
   private looking = false;
@@ -102,11 +113,10 @@ export class StallWatch {
 
     const queues = this.queues();
     queues.forEach((q, i) => {
-      const before = this.lastQueues[i];
-      if (q && before && q.pending > 0 && before.pending > 0 && q.taken === before.taken) {
+      if (leftUntaken(this.lastQueues[i], q)) {
         const { device, indexes } = this.options.queues;
         say(
-          `sandbox: ${device} queue ${indexes[i]}: ${q.pending} requests not taken for over ${STALL_WATCH_MS / 1000} s`,
+          `sandbox: ${device} queue ${indexes[i]}: ${q!.pending} requests not taken for over ${STALL_WATCH_MS / 1000} s`,
         );
       }
     });
@@ -114,15 +124,9 @@ export class StallWatch {
 
     const inputs = this.inputs();
     inputs.forEach((input, i) => {
-      const before = this.lastInputs[i];
-      if (
-        input.pendingEvents > 0 &&
-        before &&
-        before.pendingEvents > 0 &&
-        input.deliveredEvents === before.deliveredEvents
-      ) {
+      if (leftUntaken(this.lastInputs[i], input)) {
         say(
-          `sandbox: ${this.options.inputs![i]!.name}: ${input.pendingEvents} input events not taken by the guest for over ${STALL_WATCH_MS / 1000} s`,
+          `sandbox: ${this.options.inputs![i]!.name}: ${input.pending} input events not taken by the guest for over ${STALL_WATCH_MS / 1000} s`,
         );
       }
     });
@@ -131,14 +135,13 @@ export class StallWatch {
     if (this.looking) return;
     this.looking = true;
     try {
-      await this.lookAtQuietVcpus(now);
+      await this.lookAtQuietVcpus(now, mailboxes);
     } finally {
       this.looking = false;
     }
   }
 
-  private async lookAtQuietVcpus(now: number): Promise<void> {
-    const mailboxes = this.target.vcpuMailboxes;
+  private async lookAtQuietVcpus(now: number, mailboxes: readonly { runs: number }[]): Promise<void> {
     for (const [id, m] of mailboxes.entries()) {
       const quiet = (this.quiet[id] ??= { runs: m.runs, since: now });
       if (m.runs !== quiet.runs) {
@@ -173,14 +176,15 @@ export class StallWatch {
     }
   }
 
-  private inputs(): { pendingEvents: number; deliveredEvents: number }[] {
+  /** Each input device's events waiting host-side (`pending`) and delivered so far (`taken`). */
+  private inputs(): Progress[] {
     return (this.options.inputs ?? []).map((input) => {
       const { pendingEvents, deliveredEvents } = input.stats();
-      return { pendingEvents, deliveredEvents };
+      return { pending: pendingEvents, taken: deliveredEvents };
     });
   }
 
-  private queues(): ({ pending: number; taken: number } | undefined)[] {
+  private queues(): (Progress | undefined)[] {
     const { device, indexes } = this.options.queues;
     return indexes.map((q) => this.target.queueProgress(device, q));
   }
