@@ -44,7 +44,7 @@ import { REG_NAMES, type Regs, type Segment, type Sregs } from './kvm/structs.js
 import type { SegmentRegister } from './arch/x86_64/gdt.js';
 import type { BootSregs, KvmRegs } from './arch/x86_64/regs.js';
 import { VcpuThread } from './vcpu/vcpu-thread.js';
-import type { VcpuLook } from './vcpu/sample.js';
+import { codeAt, type VcpuLook } from './vcpu/sample.js';
 import type { VcpuStop } from './vcpu/exit.js';
 
 /** Capabilities the VMM cannot run without. */
@@ -265,10 +265,7 @@ export class Vm {
     if (this.timings.startedAt !== null) throw new VmError('the VM was already started');
     this.timings.startedAt = performance.now();
     for (const vcpu of this.vcpus) {
-      const thread = new VcpuThread(vcpu, { pio: this.pio, mmio: this.mmio }, (gpa, length) => {
-        const at = Number(gpa);
-        return this.ram.memory.contains(at, length) ? this.ram.memory.read(at, length) : null;
-      });
+      const thread = new VcpuThread(vcpu, { pio: this.pio, mmio: this.mmio }, (gpa) => codeAt(this.ram.memory, gpa));
       this.threads.push(thread);
       void thread.stopped.then((stop) => this.finish(exitFromVcpu(stop)));
     }

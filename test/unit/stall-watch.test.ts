@@ -8,7 +8,8 @@ import {
   StallWatch,
   type StallWatchTarget,
 } from '../../vmm/sandbox/stall-watch.js';
-import type { VcpuLook } from '../../vmm/vcpu/sample.js';
+import { codeAt, SAMPLE_CODE_BYTES, type VcpuLook } from '../../vmm/vcpu/sample.js';
+import { GuestMemory } from '../../vmm/memory/guest-memory.js';
 
 const SAMPLE = { cpl: 0, interruptsOn: true, idle: false };
 /** Stuck on one instruction with interrupts on and the timer's vector pending: it never takes it. */
@@ -155,4 +156,16 @@ test('input events the guest leaves untaken are said; ones it takes are not', as
   assert.deepEqual(said, [], 'the guest took two meanwhile');
   await w.check(3 * STALL_WATCH_MS);
   assert.deepEqual(said, ['sandbox: pointer: 2 input events not taken by the guest for over 5 s']);
+});
+
+test('code bytes are read only where all of them are in RAM, whatever address the guest gives', () => {
+  const memory = GuestMemory.allocate(0x1000);
+  memory.write(0x100, Uint8Array.of(0xf3, 0x90));
+  assert.deepEqual(codeAt(memory, 0x100n)?.subarray(0, 2), Uint8Array.of(0xf3, 0x90));
+  assert.equal(codeAt(memory, 0x100n)?.length, SAMPLE_CODE_BYTES);
+  assert.equal(codeAt(memory, BigInt(0x1000 - SAMPLE_CODE_BYTES))?.length, SAMPLE_CODE_BYTES, 'the last whole run');
+  assert.equal(codeAt(memory, BigInt(0x1000 - SAMPLE_CODE_BYTES + 1)), null, 'straddling the end of RAM');
+  assert.equal(codeAt(memory, 0xfee0_0000n), null, 'an MMIO window past RAM');
+  assert.equal(codeAt(memory, 1n << 60n), null, 'beyond 2^53');
+  assert.equal(codeAt(memory, -1n), null);
 });

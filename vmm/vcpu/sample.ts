@@ -7,6 +7,7 @@
  */
 import { KVM_MP_STATE } from '../kvm/constants.js';
 import type { VcpuFd } from '../kvm/kvm.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
 
 /** RFLAGS.IF: the vCPU takes interrupts. */
 const RFLAGS_IF = 1n << 9n;
@@ -63,4 +64,15 @@ export function readSample(vcpu: VcpuFd, detail: boolean): VcpuSample {
     };
   }
   return sample;
+}
+
+/**
+ * The instruction bytes at guest-physical `gpa`, or null when they are not all
+ * in RAM: the address comes from the guest's page tables, so it may point
+ * anywhere (an MMIO window, past the end of RAM, beyond 2^53).
+ */
+export function codeAt(memory: GuestMemory, gpa: bigint): Uint8Array | null {
+  if (gpa < 0n || gpa > BigInt(Number.MAX_SAFE_INTEGER)) return null;
+  const at = Number(gpa);
+  return memory.contains(at, SAMPLE_CODE_BYTES) ? memory.read(at, SAMPLE_CODE_BYTES) : null;
 }

@@ -5,7 +5,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { KVM_RUN_OFFSET } from '../kvm/constants.js';
-import { SAMPLE_CODE_BYTES, type VcpuLook, type VcpuSample } from './sample.js';
+import type { VcpuLook, VcpuSample } from './sample.js';
 import * as libc from '../kvm/libc.js';
 import type { VcpuFd } from '../kvm/kvm.js';
 import type { Bus } from '../devices/bus.js';
@@ -58,8 +58,8 @@ export class VcpuThread {
   constructor(
     private readonly vcpu: VcpuFd,
     private readonly buses: VcpuBuses,
-    /** Reads guest RAM for samples; null where there is none. */
-    private readonly readGuest: (gpa: bigint, length: number) => Uint8Array | null = () => null,
+    /** The instruction bytes at a guest-physical address, for samples; null where there is no RAM. */
+    private readonly codeAt: (gpa: bigint) => Uint8Array | null = () => null,
   ) {
     installKickHandler();
     const workerData: VcpuWorkerData = {
@@ -168,7 +168,7 @@ export class VcpuThread {
       this.sampleWaiter = null;
       const ripPhysical = sample?.detail?.ripPhysical;
       if (sample?.detail && ripPhysical !== undefined && ripPhysical !== null) {
-        sample.detail.code = this.readGuest(ripPhysical, SAMPLE_CODE_BYTES);
+        sample.detail.code = this.codeAt(ripPhysical);
       }
       look = sample ?? 'not-running';
     }
