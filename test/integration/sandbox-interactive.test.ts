@@ -43,6 +43,8 @@ const DISPLAY = { width: 1024, height: 768 };
 const MAX_ATTEMPTS = 4;
 const RESIZE_ASKED = { width: 1021, height: 700 };
 const RESIZED = { width: 1016, height: 700 };
+/** Every attempt at its slowest, and then some: a hang fails the test instead of the whole lab run. */
+const SCENARIO_TIMEOUT_MS = 30 * 60_000;
 
 /** The fixture's regions and colours (see the comment in interactive-page.html). */
 const BUTTON: Region = [0.07, 0.07, 0.43, 0.43];
@@ -79,6 +81,14 @@ async function until(what: string, ms: number, check: () => boolean, detail: () 
   return performance.now() - started;
 }
 
+/**
+ * Progress on stdout as it happens (diagnostics only show when the test ends):
+ * the lab takes a run that prints nothing for minutes for a hung L1.
+ */
+function progress(line: string): void {
+  console.log(`sandbox scenario: ${line}`);
+}
+
 function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -90,7 +100,7 @@ function processAlive(pid: number): boolean {
 
 test(
   'a sandbox on our VMM: page through the egress proxy, click and type through virtio-input, close',
-  { skip: skipReason() },
+  { skip: skipReason(), timeout: SCENARIO_TIMEOUT_MS },
   async (t) => {
     const page = readFileSync(FIXTURE);
     const fixture = createServer((req, res) => {
@@ -109,6 +119,7 @@ test(
     t.after(() => sessions.closeAll());
     for (let attempt = 1; ; attempt++) {
       const opened: { session?: SandboxSession } = {};
+      progress(`attempt ${attempt}: opening the fixture page`);
       try {
         await scenario(t, sessions, port, opened);
         return;
@@ -128,6 +139,7 @@ test(
           throw error;
         }
         t.diagnostic(`attempt ${attempt}: ${fault}; trying again`);
+        progress(`attempt ${attempt}: ${fault}; trying again`);
       }
     }
   },
@@ -187,6 +199,7 @@ async function scenario(
       colours,
     );
     const shownAfter = (performance.now() - started) / 1000;
+    progress(`page shown after ${shownAfter.toFixed(1)} s; moving the pointer`);
     assert.ok(screen.coverage(WHITE, FIELD) > 0.9, `the text field is white (${screen.coverage(WHITE, FIELD)})`);
     t.diagnostic(
       `fixture page shown ${shownAfter.toFixed(1)} s after open; VMM process timings (ms since its start): ` +
@@ -223,6 +236,7 @@ async function scenario(
       colours,
     );
 
+    progress('cursor drawn; clicking');
     // A click: libinput in the guest always reports the press and release, but
     // the page sees the click only some of the time under our VMM (every time
     // with QEMU's devices); see the issue notes. Reported, not required, until
@@ -249,6 +263,7 @@ async function scenario(
         { type: 'key', code, down: true },
         { type: 'key', code, down: false },
       ]);
+    progress('typing');
     sessions.input(summary.id, keys(['KeyB', 'KeyE', 'KeyL', 'KeyL', 'KeyJ', 'KeyA', 'KeyR']));
     const typeMs = await until(
       'the status box turns magenta once "belljar" is typed',
@@ -278,6 +293,7 @@ async function scenario(
     // The host's window changes size: our virtio-gpu offers the new mode
     // (VIRTIO_GPU_EVENT_DISPLAY) and the agent has sway show it. The asked
     // width is not a multiple of 8: the VMM offers (and sway shows) 1016.
+    progress('typed and pressed; resizing');
     sessions.resize(summary.id, RESIZE_ASKED.width, RESIZE_ASKED.height);
     const resizeMs = await until(
       `the guest's screen becomes ${RESIZED.width}x${RESIZED.height}`,
@@ -308,6 +324,7 @@ async function scenario(
     await recorded;
   }
 
+  progress('resized; closing');
   const pid = session.pid!;
   const tempDir = session.item.tempDir;
   assert.ok(processAlive(pid));

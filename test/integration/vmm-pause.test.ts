@@ -17,6 +17,8 @@ const PAUSE_MS = 3_000;
 const LOOKS = 20;
 const LOOK_GAP_MS = 100;
 const KICK_TIMEOUT_MS = 2_000;
+/** Boot, the waits above and the looks, with room: a hang fails this test, not the whole lab run. */
+const TEST_TIMEOUT_MS = 6 * 60_000;
 
 async function until(condition: () => boolean, what: string): Promise<void> {
   const deadline = Date.now() + WAIT_FOR_GUEST_MS;
@@ -28,7 +30,7 @@ async function until(condition: () => boolean, what: string): Promise<void> {
 
 test(
   'pause stops the guest and resume continues it; looking at a vCPU does not disturb it',
-  { skip: realKvmSkipReason() },
+  { skip: realKvmSkipReason(), timeout: TEST_TIMEOUT_MS },
   async (t) => {
     const guest = await testGuest(`${SIGNAL_INIT_REACHED}
 i=0; while [ $i -lt 100000 ]; do echo "tick $i"; i=$((i+1)); sleep 0.1; done`);

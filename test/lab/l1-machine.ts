@@ -35,6 +35,8 @@ export const CONTROL_FILES = {
   env: 'env.sh',
   command: 'command.sh',
   exitCode: 'exit-code',
+  /** L1's kernel text symbols, written when env.sh asks (LAB_WANT_SYMBOLS=1); see l1-cpu-state.ts. */
+  symbols: 'kallsyms',
 } as const;
 
 /** Larger 9p messages make reads of node_modules much faster. */
@@ -56,6 +58,8 @@ if [ -e /sys/class/net/eth0 ]; then ip link set eth0 up && ip addr add ${L1_GUES
 mount -t 9p -o ${NINEP_OPTIONS} ${SHARE.control} /lab || { echo "lab: cannot mount control share"; poweroff -f; }
 mount -t 9p -o ${NINEP_OPTIONS},ro,cache=loose ${SHARE.hostRoot} /newroot || { echo "lab: cannot mount host root"; finish 125; }
 . /lab/${CONTROL_FILES.env}
+# The kernel's own text symbols (not modules', which move): L1 boots unrandomized, so they hold for every run.
+if [ "\${LAB_WANT_SYMBOLS:-}" = 1 ]; then grep ' [tT] ' /proc/kallsyms | grep -v ']$' > /lab/${CONTROL_FILES.symbols}.part && mv /lab/${CONTROL_FILES.symbols}.part /lab/${CONTROL_FILES.symbols}; fi
 mount -t proc proc /newroot/proc
 mount -t sysfs sysfs /newroot/sys
 mount -t devtmpfs devtmpfs /newroot/dev
@@ -76,6 +80,8 @@ finish $?
 export interface L1Image {
   readonly kernel: DebianKernel;
   readonly initramfs: string;
+  /** L1's kernel text symbols, once a run has recorded them (Debian's System.map is a stub). */
+  readonly symbols: string;
 }
 
 /** Builds (once per kernel, busybox and init script) the L1 kernel and initramfs. */
@@ -90,7 +96,7 @@ export async function l1Image(log: (line: string) => void): Promise<L1Image> {
     const image = buildBusyboxInitramfs({ kernel, modules: L1_MODULES, script: L1_INIT });
     writeFileSync(join(tmp, 'initramfs.cpio'), image);
   });
-  return { kernel, initramfs: join(dir, 'initramfs.cpio') };
+  return { kernel, initramfs: join(dir, 'initramfs.cpio'), symbols: join(dir, 'kallsyms.txt') };
 }
 
 export interface L1MachineOptions {
@@ -101,6 +107,8 @@ export interface L1MachineOptions {
   readonly cpus: number;
   /** TCP ports forwarded from the host's 127.0.0.1 to the same port on L1 (for a browser outside). */
   readonly forwardPorts?: readonly number[];
+  /** A Unix socket for QEMU's human monitor (to read L1's CPU state when it stops answering). */
+  readonly monitorSocket?: string;
 }
 
 /** The QEMU command line for L1. */
@@ -133,12 +141,14 @@ export function l1QemuArgs(options: L1MachineOptions): string[] {
     '-no-reboot',
     '-serial',
     'stdio',
+    ...(options.monitorSocket ? ['-monitor', `unix:${options.monitorSocket},server=on,wait=off`] : []),
     '-kernel',
     image.kernel.vmlinuz,
     '-initrd',
     image.initramfs,
     '-append',
-    `console=ttyS0 quiet loglevel=3 panic=-1 8250.nr_uarts=1 mitigations=off${tscKhz ? ` tsc_early_khz=${tscKhz}` : ''}`,
+    // nokaslr: L1's addresses then match the symbols recorded once (see l1-cpu-state.ts).
+    `console=ttyS0 quiet loglevel=3 panic=-1 8250.nr_uarts=1 mitigations=off nokaslr${tscKhz ? ` tsc_early_khz=${tscKhz}` : ''}`,
     ...share('root', '/', SHARE.hostRoot, true),
     ...share('work', workDir, SHARE.workDir, false),
     ...share('ctl', controlDir, SHARE.control, false),

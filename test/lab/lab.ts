@@ -4,11 +4,12 @@
  * directory removed, on success, failure, timeout or signal.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cacheRoot } from '../../guest-images/cache.js';
 import { CONTROL_FILES, l1Image, l1QemuArgs } from './l1-machine.js';
+import { describeCpus, monitorCommand, parseRegisters, readSymbols, type KernelSymbols } from './l1-cpu-state.js';
 
 export const QEMU = 'qemu-system-x86_64';
 /** Exit codes the lab itself uses (the shell's conventions). */
@@ -38,12 +39,20 @@ export interface LabRunOptions {
    * fault (docs/benchmarks.md), and is stopped; the result says `frozen`.
    */
   readonly frozenAfterMs?: number;
+  /**
+   * For commands that print progress at least this often: a command silent
+   * for longer has hung (its own timeouts did not fire, so L1 is the likely
+   * culprit); L1 is stopped and the result says `silent`.
+   */
+  readonly silentAfterMs?: number;
 }
 
 export interface LabRunResult {
   readonly exitCode: number;
   /** L1 froze (see `frozenAfterMs`) and was stopped. */
   readonly frozen?: boolean;
+  /** The command printed nothing for `silentAfterMs` and L1 was stopped. */
+  readonly silent?: boolean;
   /** Seconds from QEMU start until the command started (wall clock). */
   readonly bootSeconds: number | null;
   readonly totalSeconds: number;
@@ -51,8 +60,12 @@ export interface LabRunResult {
 
 /** A frozen L1 still ticks (measured: 0.4 % of a CPU); a busy one uses most of one. */
 const FROZEN_CPU_SHARE = 0.05;
-const FREEZE_CHECK_MS = 15_000;
+const WATCH_CHECK_MS = 15_000;
 const CLOCK_TICKS_PER_SECOND = 100;
+/** Before L1 is stopped for hanging, its CPUs are read this many times, this far apart (moving or stuck?). */
+const CPU_LOOKS = 3;
+const CPU_LOOK_GAP_MS = 1_000;
+const MONITOR_SOCKET = 'qemu-monitor.sock';
 
 /** CPU seconds a process has used so far (utime + stime from /proc), or null if it is gone. */
 function cpuSeconds(pid: number): number | null {
@@ -102,10 +115,16 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
   const controlDir = mkdtempSync(join(tmpdir(), 'belljar-lab-'));
   const started = performance.now();
   try {
-    writeFileSync(join(controlDir, CONTROL_FILES.env), `LAB_CWD=${shellQuote(cwd)}\n`);
+    const wantSymbols = !existsSync(image.symbols);
+    writeFileSync(
+      join(controlDir, CONTROL_FILES.env),
+      `LAB_CWD=${shellQuote(cwd)}\nLAB_WANT_SYMBOLS=${wantSymbols ? 1 : 0}\n`,
+    );
     writeFileSync(join(controlDir, CONTROL_FILES.command), commandScript(options.argv, cwd));
+    const monitorSocket = join(controlDir, MONITOR_SOCKET);
     const args = l1QemuArgs({
       image,
+      monitorSocket,
       workDir: cwd,
       controlDir,
       memoryMiB: options.memoryMiB ?? DEFAULT_LAB_MEMORY_MIB,
@@ -116,29 +135,40 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
     let bootSeconds: number | null = null;
     let pending = '';
     let stderr = '';
-    const state: { outcome: 'exited' | 'timeout' | 'interrupted' | 'frozen' } = { outcome: 'exited' };
+    let lastOutputAt = performance.now();
+    const state: { outcome: 'exited' | 'timeout' | 'interrupted' | 'frozen' | 'silent' } = { outcome: 'exited' };
 
     const kill = () => {
       if (qemu.exitCode === null && qemu.signalCode === null) qemu.kill('SIGKILL');
     };
-    const timer = setTimeout(() => {
-      state.outcome = 'timeout';
-      kill();
-    }, options.timeoutMs ?? DEFAULT_LAB_TIMEOUT_MS);
+    // A hung L1 is stopped after its CPUs are read, so the log says where it was.
+    const stopHung = (outcome: 'timeout' | 'frozen' | 'silent') => {
+      if (state.outcome !== 'exited') return;
+      state.outcome = outcome;
+      void logCpuState(monitorSocket, image.symbols, log).finally(kill);
+    };
+    const timer = setTimeout(() => stopHung('timeout'), options.timeoutMs ?? DEFAULT_LAB_TIMEOUT_MS);
     const onAbort = () => {
       state.outcome = 'interrupted';
       kill();
     };
     options.signal?.addEventListener('abort', onAbort);
-    const frozenAfterMs = options.frozenAfterMs;
+    const { frozenAfterMs, silentAfterMs } = options;
     const usage: { seconds: number; at: number }[] = [];
-    const freezeWatch =
-      frozenAfterMs === undefined
+    const watch =
+      frozenAfterMs === undefined && silentAfterMs === undefined
         ? undefined
         : setInterval(() => {
-            const seconds = qemu.pid === undefined ? null : cpuSeconds(qemu.pid);
-            if (seconds === null) return;
             const now = performance.now();
+            if (silentAfterMs !== undefined && bootSeconds !== null && now - lastOutputAt >= silentAfterMs) {
+              log(
+                `lab: the command printed nothing for ${((now - lastOutputAt) / 1000).toFixed(0)} s: it hung; stopping L1`,
+              );
+              stopHung('silent');
+              return;
+            }
+            const seconds = frozenAfterMs === undefined || qemu.pid === undefined ? null : cpuSeconds(qemu.pid);
+            if (seconds === null || frozenAfterMs === undefined) return;
             usage.push({ seconds, at: now });
             while (usage.length > 1 && now - usage[1]!.at >= frozenAfterMs) usage.shift();
             const first = usage[0]!;
@@ -147,13 +177,13 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
               log(
                 `lab: L1 used ${(seconds - first.seconds).toFixed(1)} s of CPU in ${span.toFixed(0)} s: it froze; stopping it`,
               );
-              state.outcome = 'frozen';
-              kill();
+              stopHung('frozen');
             }
-          }, FREEZE_CHECK_MS);
+          }, WATCH_CHECK_MS);
 
     qemu.stdout.setEncoding('utf8');
     qemu.stdout.on('data', (data: string) => {
+      lastOutputAt = performance.now();
       // L1's console is a serial line: it sends CR LF; pass on plain LF.
       let text = pending + data.replace(/\r/g, '');
       pending = '';
@@ -179,9 +209,10 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
       qemu.on('close', () => resolve(null));
     });
     clearTimeout(timer);
-    clearInterval(freezeWatch);
+    clearInterval(watch);
     options.signal?.removeEventListener('abort', onAbort);
     if (pending) output(pending);
+    if (wantSymbols) keepSymbols(join(controlDir, CONTROL_FILES.symbols), image.symbols);
     const totalSeconds = (performance.now() - started) / 1000;
 
     if (spawnError) {
@@ -195,6 +226,7 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
     }
     if (state.outcome === 'interrupted') return { exitCode: LAB_EXIT.interrupted, bootSeconds, totalSeconds };
     if (state.outcome === 'frozen') return { exitCode: LAB_EXIT.labFailure, frozen: true, bootSeconds, totalSeconds };
+    if (state.outcome === 'silent') return { exitCode: LAB_EXIT.labFailure, silent: true, bootSeconds, totalSeconds };
     const exitFile = join(controlDir, CONTROL_FILES.exitCode);
     if (!existsSync(exitFile)) {
       log(`lab: L1 stopped without reporting an exit code (QEMU exit ${qemu.exitCode}). ${stderr.trim()}`);
@@ -204,5 +236,36 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
     return { exitCode: Number.isNaN(exitCode) ? LAB_EXIT.labFailure : exitCode, bootSeconds, totalSeconds };
   } finally {
     rmSync(controlDir, { recursive: true, force: true });
+  }
+}
+
+/** Keeps the symbols L1 wrote (it renames them into place once complete). */
+function keepSymbols(written: string, kept: string): void {
+  try {
+    if (readSymbols(written).names.length === 0) return;
+    copyFileSync(written, `${kept}.tmp`);
+    renameSync(`${kept}.tmp`, kept);
+  } catch {
+    // Not written this run; the next run asks again.
+  }
+}
+
+/** Logs where L1's CPUs are, a few times; a monitor that does not answer is said, not thrown. */
+async function logCpuState(monitorSocket: string, symbolFile: string, log: (line: string) => void): Promise<void> {
+  let symbols: KernelSymbols | null = null;
+  try {
+    symbols = readSymbols(symbolFile);
+  } catch {
+    // None recorded yet: addresses stay unnamed.
+  }
+  for (let look = 1; look <= CPU_LOOKS; look++) {
+    try {
+      const cpus = parseRegisters(await monitorCommand(monitorSocket, 'info registers -a'));
+      for (const line of describeCpus(cpus, symbols)) log(`lab: L1 look ${look}/${CPU_LOOKS}: ${line}`);
+    } catch (error) {
+      log(`lab: cannot read L1's CPUs: ${(error as Error).message}`);
+      return;
+    }
+    if (look < CPU_LOOKS) await new Promise((resolve) => setTimeout(resolve, CPU_LOOK_GAP_MS));
   }
 }

@@ -15,7 +15,13 @@ export const INTEGRATION_TAP = 'dist/test-results/integration.tap';
 const LAB_SUITE_TIMEOUT_MS = 40 * 60_000;
 /** Every integration test keeps L1 busy: one that uses almost no CPU for this long has frozen. */
 const L1_FROZEN_AFTER_MS = 3 * 60_000;
-/** Lab runs of the suite when L1 panics or freezes (test/support/lab-faults.ts). */
+/**
+ * Every integration test prints progress well within this (the slowest wait,
+ * for the product guest's page, is 6 minutes), and every test has a timeout
+ * below it: a suite silent for longer has hung with L1, not in a test.
+ */
+const L1_SILENT_AFTER_MS = 10 * 60_000;
+/** Lab runs of the suite when L1 panics, freezes or hangs (test/support/lab-faults.ts). */
 const MAX_LAB_ATTEMPTS = 2;
 /** Enough of the lab's output to hold L1's panic message. */
 const OUTPUT_TAIL_CHARS = 64 * 1024;
@@ -50,6 +56,7 @@ if (host.mode === 'direct') {
         argv: testCommand,
         timeoutMs: LAB_SUITE_TIMEOUT_MS,
         frozenAfterMs: L1_FROZEN_AFTER_MS,
+        silentAfterMs: L1_SILENT_AFTER_MS,
         signal: abort.signal,
         log: (line) => console.log(line),
         output: (chunk) => {
@@ -62,12 +69,14 @@ if (host.mode === 'direct') {
         `integration: lab exit ${result.exitCode}, L1 boot ${boot}, total ${result.totalSeconds.toFixed(1)} s`,
       );
       process.exitCode = result.exitCode;
-      // L1 itself died or froze: the suite's results are lost, not failed. Run it again (reported).
+      // L1 itself died, froze or hung: the suite's results are lost, not failed. Run it again (reported).
       const l1Fault = result.frozen
         ? "the lab's L1 froze"
-        : L1_PANIC.test(output)
-          ? "the lab's L1 kernel panicked"
-          : null;
+        : result.silent
+          ? "the lab's L1 hung (the suite printed nothing)"
+          : L1_PANIC.test(output)
+            ? "the lab's L1 kernel panicked"
+            : null;
       if (result.exitCode !== LAB_EXIT.labFailure || l1Fault === null || attempt >= MAX_LAB_ATTEMPTS) break;
       console.log(`integration: ${l1Fault} (a known lab fault); running the suite again`);
     }
