@@ -6,7 +6,7 @@
 // - the renderer, with Vite.
 // Type checking is separate (`npm run typecheck`).
 import { build } from 'esbuild';
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build as viteBuild } from 'vite';
@@ -28,6 +28,8 @@ function sources(dir) {
 
 const started = performance.now();
 const entryPoints = layers.flatMap((layer) => sources(join(root, layer)));
+// Output of a source that was removed or renamed must not linger (node --test would still run a stale test).
+for (const layer of layers) rmSync(join(root, 'dist', layer), { recursive: true, force: true });
 await build({
   entryPoints,
   outdir: join(root, 'dist'),

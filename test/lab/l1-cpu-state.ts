@@ -73,27 +73,28 @@ export interface KernelSymbols {
   readonly names: readonly string[];
 }
 
-/** Reads the text symbols of a symbol table in System.map's format (as /proc/kallsyms prints it). */
+/** Reads the text symbols of a table in /proc/kallsyms' format (`address type name[\t[module]]`). */
 export function readSymbols(path: string): KernelSymbols {
   const entries: { address: bigint; name: string }[] = [];
   for (const line of readFileSync(path, 'utf8').split('\n')) {
-    const [address, type, name] = line.split(' ');
-    if (address && name && (type === 't' || type === 'T')) entries.push({ address: BigInt(`0x${address}`), name });
+    const match = /^([0-9a-f]{16}) [tT] (\S+)(?:\s+(\[\S+\]))?$/.exec(line);
+    if (match)
+      entries.push({ address: BigInt(`0x${match[1]}`), name: match[3] ? `${match[2]} ${match[3]}` : match[2]! });
   }
   entries.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
   return { addresses: entries.map((e) => e.address), names: entries.map((e) => e.name) };
 }
 
-/** x86-64 Linux loads modules (kvm, kvm_amd) from here up; the kernel's own symbols do not cover them. */
+/** x86-64 Linux loads modules (kvm, kvm_amd) from here up. */
 const MODULES_START = 0xffffffffc0000000n;
 
-/** `function+0xoffset`, or what kind of address it is when no symbol names it. */
+/** `function+0xoffset` (with `[module]` for a module's), or what kind of address it is when no symbol names it. */
 export function symbolize(symbols: KernelSymbols | null, rip: bigint, cpl: number): string {
   if (cpl === 3) return 'user space';
-  if (rip >= MODULES_START) return 'module code';
   const first = symbols?.addresses[0];
-  if (symbols === null || first === undefined) return 'no symbols';
-  if (rip < first) return "below the kernel's text";
+  if (symbols === null || first === undefined || rip < first) {
+    return rip >= MODULES_START ? 'module code' : symbols === null ? 'no symbols' : "below the kernel's text";
+  }
   let low = 0;
   let high = symbols.addresses.length - 1;
   while (low < high) {
@@ -101,7 +102,11 @@ export function symbolize(symbols: KernelSymbols | null, rip: bigint, cpl: numbe
     if (symbols.addresses[mid]! <= rip) low = mid;
     else high = mid - 1;
   }
-  return `${symbols.names[low]}+0x${(rip - symbols.addresses[low]!).toString(16)}`;
+  const name = symbols.names[low]!;
+  // Past the kernel's last symbol in module space: a module the table does not hold.
+  if (rip >= MODULES_START && !name.includes('[')) return 'module code';
+  const [fn, module] = name.split(' ');
+  return `${fn}+0x${(rip - symbols.addresses[low]!).toString(16)}${module ? ` ${module}` : ''}`;
 }
 
 /** One line per CPU, e.g. `CPU 0 at ffffffff81a2b3c4 (native_safe_halt+0xb), CPL 0, halted`. */

@@ -37,7 +37,12 @@ export const CONTROL_FILES = {
   exitCode: 'exit-code',
   /** L1's kernel text symbols, written when env.sh asks (LAB_WANT_SYMBOLS=1); see l1-cpu-state.ts. */
   symbols: 'kallsyms',
+  /** Created by the host to ask L1 for a stack dump (see L1_INIT). */
+  dumpTasks: 'dump-tasks',
 } as const;
+
+/** How often L1 looks for the host's dump request. */
+export const DUMP_POLL_SECONDS = 5;
 
 /** Larger 9p messages make reads of node_modules much faster. */
 const NINEP_OPTIONS = 'trans=virtio,version=9p2000.L,msize=262144';
@@ -58,8 +63,11 @@ if [ -e /sys/class/net/eth0 ]; then ip link set eth0 up && ip addr add ${L1_GUES
 mount -t 9p -o ${NINEP_OPTIONS} ${SHARE.control} /lab || { echo "lab: cannot mount control share"; poweroff -f; }
 mount -t 9p -o ${NINEP_OPTIONS},ro,cache=loose ${SHARE.hostRoot} /newroot || { echo "lab: cannot mount host root"; finish 125; }
 . /lab/${CONTROL_FILES.env}
-# The kernel's own text symbols (not modules', which move): L1 boots unrandomized, so they hold for every run.
-if [ "\${LAB_WANT_SYMBOLS:-}" = 1 ]; then grep ' [tT] ' /proc/kallsyms | grep -v ']$' > /lab/${CONTROL_FILES.symbols}.part && mv /lab/${CONTROL_FILES.symbols}.part /lab/${CONTROL_FILES.symbols}; fi
+# Text symbols, kvm's included: L1 boots unrandomized and loads the same modules in the same order, so they hold for every run.
+if [ "\${LAB_WANT_SYMBOLS:-}" = 1 ]; then grep ' [tT] ' /proc/kallsyms > /lab/${CONTROL_FILES.symbols}.part && mv /lab/${CONTROL_FILES.symbols}.part /lab/${CONTROL_FILES.symbols}; fi
+# When the host finds the command hung, it asks (dump-tasks) for the stacks of every CPU and of blocked tasks.
+( while [ ! -e /lab/${CONTROL_FILES.dumpTasks} ]; do sleep ${DUMP_POLL_SECONDS}; done
+  echo 7 > /proc/sys/kernel/printk; echo l > /proc/sysrq-trigger; echo w > /proc/sysrq-trigger ) &
 mount -t proc proc /newroot/proc
 mount -t sysfs sysfs /newroot/sys
 mount -t devtmpfs devtmpfs /newroot/dev

@@ -8,7 +8,8 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cacheRoot } from '../../guest-images/cache.js';
-import { CONTROL_FILES, l1Image, l1QemuArgs } from './l1-machine.js';
+import { CONTROL_FILES, DUMP_POLL_SECONDS, l1Image, l1QemuArgs } from './l1-machine.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describeCpus, monitorCommand, parseRegisters, readSymbols, type KernelSymbols } from './l1-cpu-state.js';
 
 export const QEMU = 'qemu-system-x86_64';
@@ -66,6 +67,8 @@ const CLOCK_TICKS_PER_SECOND = 100;
 const CPU_LOOKS = 3;
 const CPU_LOOK_GAP_MS = 1_000;
 const MONITOR_SOCKET = 'qemu-monitor.sock';
+/** L1 looks for the request every DUMP_POLL_SECONDS, then prints (slowly: a software CPU, a serial line). */
+const STACK_DUMP_WAIT_MS = (DUMP_POLL_SECONDS + 15) * 1000;
 
 /** CPU seconds a process has used so far (utime + stime from /proc), or null if it is gone. */
 function cpuSeconds(pid: number): number | null {
@@ -141,11 +144,16 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
     const kill = () => {
       if (qemu.exitCode === null && qemu.signalCode === null) qemu.kill('SIGKILL');
     };
-    // A hung L1 is stopped after its CPUs are read, so the log says where it was.
+    // A hung L1 is stopped after it has printed its stacks and its CPUs were read, so the log says where it was.
     const stopHung = (outcome: 'timeout' | 'frozen' | 'silent') => {
       if (state.outcome !== 'exited') return;
       state.outcome = outcome;
-      void logCpuState(monitorSocket, image.symbols, log).finally(kill);
+      void (async () => {
+        writeFileSync(join(controlDir, CONTROL_FILES.dumpTasks), '');
+        log(`lab: asked L1 for its stacks; waiting ${STACK_DUMP_WAIT_MS / 1000} s for them`);
+        await sleep(STACK_DUMP_WAIT_MS);
+        await logCpuState(monitorSocket, image.symbols, log);
+      })().finally(kill);
     };
     const timer = setTimeout(() => stopHung('timeout'), options.timeoutMs ?? DEFAULT_LAB_TIMEOUT_MS);
     const onAbort = () => {
@@ -266,6 +274,6 @@ async function logCpuState(monitorSocket: string, symbolFile: string, log: (line
       log(`lab: cannot read L1's CPUs: ${(error as Error).message}`);
       return;
     }
-    if (look < CPU_LOOKS) await new Promise((resolve) => setTimeout(resolve, CPU_LOOK_GAP_MS));
+    if (look < CPU_LOOKS) await sleep(CPU_LOOK_GAP_MS);
   }
 }

@@ -46,7 +46,7 @@ test('a monitor that is not there is an error, not a hang', async () => {
 test('long-mode registers parse; addresses are named from a symbol table', () => {
   const dir = mkdtempSync(join(tmpdir(), 'belljar-map-'));
   try {
-    const map = join(dir, 'System.map');
+    const map = join(dir, 'kallsyms');
     writeFileSync(
       map,
       [
@@ -54,11 +54,12 @@ test('long-mode registers parse; addresses are named from a symbol table', () =>
         'ffffffff81001000 t native_safe_halt',
         'ffffffff81001040 D some_data',
         'ffffffff81002000 T __svm_vcpu_run',
+        'ffffffffc0239000 t svm_vcpu_run\t[kvm_amd]',
         '',
       ].join('\n'),
     );
     const symbols = readSymbols(map);
-    assert.deepEqual(symbols.names, ['_stext', 'native_safe_halt', '__svm_vcpu_run']);
+    assert.deepEqual(symbols.names, ['_stext', 'native_safe_halt', '__svm_vcpu_run', 'svm_vcpu_run [kvm_amd]']);
     const registers = parseRegisters(
       'CPU#0\nRAX=0000000000000000\nRIP=ffffffff8100100b RFL=00000246 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=1\n' +
         'CPU#1\nRIP=ffffffff81002abc RFL=00000002 [-------] CPL=0 II=0 A20=1 SMM=0 HLT=0\n' +
@@ -69,7 +70,8 @@ test('long-mode registers parse; addresses are named from a symbol table', () =>
       'CPU 1 at ffffffff81002abc (__svm_vcpu_run+0xabc), CPL 0',
       'CPU 2 at 00007f0012345678 (user space), CPL 3',
     ]);
-    assert.equal(symbolize(symbols, 0xffffffffc06de20cn, 0), 'module code');
+    assert.equal(symbolize(symbols, 0xffffffffc02393d7n, 0), 'svm_vcpu_run+0x3d7 [kvm_amd]');
+    assert.equal(symbolize(null, 0xffffffffc06de20cn, 0), 'module code');
     assert.equal(symbolize(symbols, 0xffffffff80000000n, 0), "below the kernel's text");
   } finally {
     rmSync(dir, { recursive: true, force: true });
