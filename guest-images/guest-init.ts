@@ -94,6 +94,12 @@ exec swaymsg exit
 `;
 }
 
+/**
+ * With belljar.debug=input: the lines of sway's Wayland protocol log (libwayland
+ * writes it to stderr with WAYLAND_DEBUG=server) that carry input to a client.
+ */
+export const INPUT_DEBUG_PATTERN = String.raw`wl_pointer@[0-9]+\.(enter|leave|motion|button)|wl_keyboard@[0-9]+\.(enter|leave)`;
+
 /** Files stage 2 writes into GUEST_RUN_DIR before starting sway. */
 const SWAY_CONFIG = 'sway.conf';
 const VIEWER_LAUNCHER = 'viewer.sh';
@@ -142,12 +148,15 @@ cat > ${GUEST_RUN_DIR}/${SWAY_CONFIG} <<'BELLJAR_EOF'
 ${swayConfig()}BELLJAR_EOF
 cat > ${GUEST_RUN_DIR}/${VIEWER_LAUNCHER} <<'BELLJAR_EOF'
 ${viewerLauncher()}BELLJAR_EOF
+# belljar.debug=input: sway, the Wayland server, logs the protocol it speaks.
+VIEWER_DEBUG_ENV=
+[ "$(arg belljar.debug)" = input ] && VIEWER_DEBUG_ENV=WAYLAND_DEBUG=server
 # The viewer's output goes to a tmpfs log (a serial console is slow, and
 # Chromium is chatty); the log's tail reaches the console if the viewer dies.
 (
 /usr/bin/setpriv --reuid=${uid} --regid=${gid} --clear-groups \\
   $BB env -i PATH=/usr/bin:/bin HOME=${home} USER=${name} XDG_RUNTIME_DIR=${runtimeDir} \\
-  LIBSEAT_BACKEND=seatd WLR_RENDERER=pixman WLR_LIBINPUT_NO_DEVICES=1 WLR_NO_HARDWARE_CURSORS=1 \\
+  LIBSEAT_BACKEND=seatd WLR_RENDERER=pixman WLR_LIBINPUT_NO_DEVICES=1 WLR_NO_HARDWARE_CURSORS=1 $VIEWER_DEBUG_ENV \\
   sway -c ${GUEST_RUN_DIR}/${SWAY_CONFIG} > ${GUEST_RUN_DIR}/viewer.log 2>&1
   echo "belljar-init: the viewer exited ($?); its last words:"
   $BB tail -n 40 ${GUEST_RUN_DIR}/viewer.log
@@ -155,6 +164,8 @@ ${viewerLauncher()}BELLJAR_EOF
 # belljar.debug=viewer: the viewer's log goes to the console as it is written
 # (tail -F: the log may not exist yet).
 [ "$(arg belljar.debug)" = viewer ] && $BB tail -F ${GUEST_RUN_DIR}/viewer.log > /dev/console 2>&1 &
+# belljar.debug=input: the pointer and keyboard events sway sends its clients go to the console.
+[ "$(arg belljar.debug)" = input ] && $BB tail -F ${GUEST_RUN_DIR}/viewer.log | $BB grep -E '${INPUT_DEBUG_PATTERN}' > /dev/console 2>&1 &
 mark viewer
 
 AGENT="perl ${GUEST_RUN_DIR}/belljar-agent.pl --max-item ${MAX_ITEM_BYTES}"

@@ -31,10 +31,11 @@ export interface SessionManagerOptions {
   /** Files open without network; URLs get the public web through the egress proxy. */
   readonly allowForTests?: readonly string[];
   /**
-   * `viewer`: for diagnosis, the guest copies its compositor's and browser's log
-   * to the serial console, and its kernel prints warnings with their backtraces.
+   * For diagnosis; either way the guest's kernel prints warnings with their backtraces.
+   * `viewer`: the guest copies its compositor's and browser's log to the serial console.
+   * `input`: it copies the pointer and keyboard events its compositor sends the browser.
    */
-  readonly guestDebug?: 'viewer';
+  readonly guestDebug?: 'viewer' | 'input';
   /** Node binary for the VMM processes (default: this process's). */
   readonly execPath?: string;
 }

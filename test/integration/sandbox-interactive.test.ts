@@ -45,6 +45,10 @@ const RESIZE_ASKED = { width: 1021, height: 700 };
 const RESIZED = { width: 1016, height: 700 };
 /** Every attempt at its slowest, and then some: a hang fails the test instead of the whole lab run. */
 const SCENARIO_TIMEOUT_MS = 30 * 60_000;
+/** BELLJAR_GUEST_DEBUG=viewer|input: the guest's debug copy (SessionManagerOptions.guestDebug), kept in RESULTS. */
+const GUEST_DEBUG = ((debug) => (debug === 'viewer' || debug === 'input' ? debug : undefined))(
+  process.env['BELLJAR_GUEST_DEBUG'],
+);
 
 /** The fixture's regions and colours (see the comment in interactive-page.html). */
 const BUTTON: Region = [0.07, 0.07, 0.43, 0.43];
@@ -89,6 +93,13 @@ function progress(line: string): void {
   console.log(`sandbox scenario: ${line}`);
 }
 
+/** With a guest debug mode, the guest's console (tail) of each attempt is kept. */
+function keepConsole(session: SandboxSession | undefined, attempt: number): void {
+  if (GUEST_DEBUG === undefined || session?.consoleTail === undefined) return;
+  mkdirSync(RESULTS, { recursive: true });
+  writeFileSync(`${RESULTS}/sandbox-console-${attempt}.txt`, session.consoleTail);
+}
+
 function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -115,6 +126,7 @@ test(
       display: DISPLAY,
       allowForTests: [`127.0.0.1:${port}`],
       agentTimeoutMs: PAGE_SHOWN_MS,
+      ...(GUEST_DEBUG ? { guestDebug: GUEST_DEBUG } : {}),
     });
     t.after(() => sessions.closeAll());
     for (let attempt = 1; ; attempt++) {
@@ -122,12 +134,14 @@ test(
       progress(`attempt ${attempt}: opening the fixture page`);
       try {
         await scenario(t, sessions, port, opened);
+        keepConsole(opened.session, attempt);
         return;
       } catch (error) {
         // Retried: only the lab's known faults (see the note in the header), each
         // reported; anything else fails at once.
         // Closed either way; closing also brings the guest's console tail.
         await sessions.closeAll();
+        keepConsole(opened.session, attempt);
         const guestConsole = opened.session?.consoleTail ?? '';
         const fault = labFault({
           sandboxError: opened.session?.error ?? '',

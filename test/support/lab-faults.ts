@@ -20,6 +20,12 @@ export const GUEST_LOCKUP = /watchdog: BUG: soft lockup/;
  * the host KVM's to deliver.
  */
 export const STUCK_VCPU = /sandbox: vCPU \d+ has not come out of the guest for \d+ s and was at the same instruction/;
+/**
+ * The same fault seen from inside, before the stall watch's minute is up: the
+ * guest kernel's RCU finds one CPU's timers have stopped firing while the
+ * other CPU's still do.
+ */
+export const GUEST_TIMER_STALL = /rcu: .*Possible timer handling issue on cpu=\d+/;
 
 /** What a failed run left behind, as far as the test has it. */
 export interface RunEvidence {
@@ -41,5 +47,8 @@ export function labFault(run: RunEvidence): string | null {
   }
   const stuck = STUCK_VCPU.exec(run.vmmStderr ?? '');
   if (stuck) return `a guest vCPU stuck at one instruction (${stuck[0]})`;
+  if (GUEST_TIMER_STALL.test(run.guestConsole ?? '') || GUEST_TIMER_STALL.test(run.labOutput ?? '')) {
+    return "the guest's kernel reported a CPU whose timer stopped firing (RCU stall)";
+  }
   return null;
 }

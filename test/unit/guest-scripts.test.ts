@@ -4,7 +4,14 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CHROMIUM_FLAGS, INITRAMFS_MODULES, KERNEL_CMDLINE } from '../../guest-images/config.js';
-import { shellQuote, stage1Script, stage2Script, swayConfig, viewerLauncher } from '../../guest-images/guest-init.js';
+import {
+  INPUT_DEBUG_PATTERN,
+  shellQuote,
+  stage1Script,
+  stage2Script,
+  swayConfig,
+  viewerLauncher,
+} from '../../guest-images/guest-init.js';
 import { customizeHook } from '../../guest-images/rootfs.js';
 import { coverage, hex, parsePpm, pixel } from '../../guest-images/ppm.js';
 
@@ -80,4 +87,29 @@ test("sway's kiosk config starts Chromium with exactly our flags, and no X serve
   assert.deepEqual(words.stdout.trim().split('\n'), ['/usr/bin/chromium', ...CHROMIUM_FLAGS, 'about:blank']);
   // A kiosk ends with its application: sway is told to exit when Chromium does.
   assert.match(rest.join('\n'), /^exec swaymsg exit$/m);
+});
+
+test("belljar.debug=input copies the input lines of sway's Wayland protocol log, no others", () => {
+  const script = stage2Script();
+  assert.match(script, /= input \] && VIEWER_DEBUG_ENV=WAYLAND_DEBUG=server\n/);
+  assert.match(script, /WLR_NO_HARDWARE_CURSORS=1 \$VIEWER_DEBUG_ENV \\\n\s+sway -c /);
+  assert.ok(script.includes(`grep -E '${INPUT_DEBUG_PATTERN}' > /dev/console`));
+  const copied = new RegExp(INPUT_DEBUG_PATTERN);
+  // Lines as libwayland 1.21 writes them for a server (events sent, requests received).
+  for (const line of [
+    '[1234567.890]  -> wl_pointer@25.enter(81, wl_surface@40, 512.00000000, 384.00000000)',
+    '[1234567.890]  -> wl_pointer@25.motion(1234567, 512.00000000, 384.00000000)',
+    '[1234567.990]  -> wl_pointer@25.button(82, 1234567, 272, 1)',
+    '[1234568.090]  -> wl_pointer@25.leave(83, wl_surface@40)',
+    '[1234568.190]  -> wl_keyboard@26.enter(84, wl_surface@40, array[0])',
+  ]) {
+    assert.match(line, copied);
+  }
+  for (const line of [
+    '[1234567.890]  -> wl_pointer@25.frame()',
+    '[1234567.890]  -> wl_keyboard@26.key(85, 1234567, 30, 1)',
+    '[1234567.890] wl_surface@40.commit()',
+  ]) {
+    assert.doesNotMatch(line, copied);
+  }
 });

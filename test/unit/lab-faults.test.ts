@@ -23,6 +23,19 @@ test('each known lab fault is named; other failures are not faults', () => {
     labFault({ vmmStderr: `${STUCK_LINE}\n` }) ?? '',
     /^a guest vCPU stuck at one instruction \(sandbox: vCPU 1 /,
   );
+  assert.equal(
+    labFault({
+      guestConsole:
+        '[  148.573715] rcu: \tPossible timer handling issue on cpu=1 timer-softirq=3055\n' +
+        '[  148.573715] rcu: rcu_preempt kthread starved for 5252 jiffies!',
+    }),
+    "the guest's kernel reported a CPU whose timer stopped firing (RCU stall)",
+  );
+  assert.equal(
+    labFault({ guestConsole: '[   28.3] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:' }),
+    null,
+    'an RCU stall report alone (a slow lab) is not the timer fault',
+  );
   assert.equal(labFault({}), null);
   assert.equal(
     labFault({
