@@ -152,7 +152,7 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
         writeFileSync(join(controlDir, CONTROL_FILES.dumpTasks), '');
         log(`lab: asked L1 for its stacks; waiting ${STACK_DUMP_WAIT_MS / 1000} s for them`);
         await sleep(STACK_DUMP_WAIT_MS);
-        await logCpuState(monitorSocket, image.symbols, log);
+        if (qemu.exitCode === null && qemu.signalCode === null) await logCpuState(monitorSocket, image.symbols, log);
       })().finally(kill);
     };
     const timer = setTimeout(() => stopHung('timeout'), options.timeoutMs ?? DEFAULT_LAB_TIMEOUT_MS);
@@ -167,6 +167,7 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
       frozenAfterMs === undefined && silentAfterMs === undefined
         ? undefined
         : setInterval(() => {
+            if (state.outcome !== 'exited') return; // already being stopped
             const now = performance.now();
             if (silentAfterMs !== undefined && bootSeconds !== null && now - lastOutputAt >= silentAfterMs) {
               log(
