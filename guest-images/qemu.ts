@@ -102,8 +102,10 @@ export class QemuGuest {
   private readonly messages: GuestMessage[] = [];
   private waiters: Waiter[] = [];
   private exited = false;
-  private consoleTail = '';
+  /** Serial console and QEMU's own stderr, in arrival order (for a failure's dump). */
   readonly consoleLines: string[] = [];
+  /** The guest's serial console only. */
+  readonly serialLines: string[] = [];
   readonly protocolErrors: ProtocolError[] = [];
 
   private constructor(child: ChildProcess, agentServer: Server) {
@@ -125,17 +127,22 @@ export class QemuGuest {
     const child = spawn('qemu-system-x86_64', qemuArgs(opts, paths), { stdio: ['ignore', 'pipe', 'pipe'] });
     const guest = new QemuGuest(child, agentServer);
     agentServer.on('connection', (socket) => guest.attachAgent(socket));
-    const onOutput = (chunk: Buffer): void => {
-      guest.consoleTail += chunk.toString('utf8');
-      const lines = guest.consoleTail.split(/\r?\n/);
-      guest.consoleTail = lines.pop() ?? '';
-      for (const line of lines) {
-        guest.consoleLines.push(line);
-        opts.onConsole?.(line);
-      }
+    // Each stream is split into lines on its own: a partial line of one must not join the other's.
+    const lineReader = (serial: boolean) => {
+      let tail = '';
+      return (chunk: Buffer): void => {
+        tail += chunk.toString('utf8');
+        const lines = tail.split(/\r?\n/);
+        tail = lines.pop() ?? '';
+        for (const line of lines) {
+          guest.consoleLines.push(line);
+          if (serial) guest.serialLines.push(line);
+          opts.onConsole?.(line);
+        }
+      };
     };
-    child.stdout?.on('data', onOutput);
-    child.stderr?.on('data', onOutput);
+    child.stdout?.on('data', lineReader(true));
+    child.stderr?.on('data', lineReader(false));
     const spawned = await Promise.race([once(child, 'spawn').then(() => true), once(child, 'error').then(() => false)]);
     if (!spawned) throw new Error('qemu-system-x86_64 did not start (is Debian package qemu-system-x86 installed?)');
     await guest.connectQmp(paths.qmp);
