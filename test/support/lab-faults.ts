@@ -19,7 +19,9 @@ export const GUEST_LOCKUP = /watchdog: BUG: soft lockup/;
  * that takes no exit reaches no code of ours, and its timer interrupts are
  * the host KVM's to deliver.
  */
-export const STUCK_VCPU = /sandbox: vCPU \d+ has not come out of the guest for \d+ s and was at the same instruction/;
+// The whole line: its closer look (interrupt state, APIC vectors, code bytes) is the evidence.
+export const STUCK_VCPU =
+  /sandbox: vCPU \d+ has not come out of the guest for \d+ s and was at the same instruction[^\n]*/;
 /**
  * The same fault seen from inside, before the stall watch's minute is up: the
  * guest kernel's RCU finds one CPU's timers have stopped firing while the
