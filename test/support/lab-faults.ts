@@ -17,7 +17,10 @@ export const GUEST_LOCKUP = /watchdog: BUG: soft lockup/;
  * with interrupts on while the guest kernel reported that CPU's timers had
  * stopped firing ("rcu: ... Possible timer handling issue on cpu=1"): a vCPU
  * that takes no exit reaches no code of ours, and its timer interrupts are
- * the host KVM's to deliver.
+ * the host KVM's to deliver. The closer look settled it: the stuck guest RIP
+ * (0xffffffffc035120c, unmapped in the guest, timer vector 0xec pending) is
+ * L1's own `__svm_vcpu_run+0x9c` in kvm_amd, the instruction after L1's
+ * VMRUN. The lab's emulated SVM put L1's RIP into the nested guest's state.
  */
 // The whole line: its closer look (interrupt state, APIC vectors, code bytes) is the evidence.
 export const STUCK_VCPU =
