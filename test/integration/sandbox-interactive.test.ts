@@ -46,9 +46,11 @@ const RESIZED = { width: 1016, height: 700 };
 /** Every attempt at its slowest, and then some: a hang fails the test instead of the whole lab run. */
 const SCENARIO_TIMEOUT_MS = 30 * 60_000;
 /** BELLJAR_GUEST_DEBUG=viewer|input: the guest's debug copy (SessionManagerOptions.guestDebug), kept in RESULTS. */
-const GUEST_DEBUG = ((debug) => (debug === 'viewer' || debug === 'input' ? debug : undefined))(
-  process.env['BELLJAR_GUEST_DEBUG'],
-);
+const GUEST_DEBUG_ENV = process.env['BELLJAR_GUEST_DEBUG'];
+const GUEST_DEBUG = GUEST_DEBUG_ENV === 'viewer' || GUEST_DEBUG_ENV === 'input' ? GUEST_DEBUG_ENV : undefined;
+if (GUEST_DEBUG_ENV !== undefined && GUEST_DEBUG === undefined) {
+  throw new Error(`BELLJAR_GUEST_DEBUG must be viewer or input, not ${JSON.stringify(GUEST_DEBUG_ENV)}`);
+}
 
 /** The fixture's regions and colours (see the comment in interactive-page.html). */
 const BUTTON: Region = [0.07, 0.07, 0.43, 0.43];

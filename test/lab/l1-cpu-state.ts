@@ -2,8 +2,9 @@
  * Where L1's CPUs are, read from QEMU's human monitor: for a lab run that
  * stopped answering, this says whether L1 spins in one place, idles, or moves,
  * and names the kernel function (from L1's /proc/kallsyms, recorded once:
- * L1 boots with `nokaslr`, so the addresses hold for every run). A CPU running the nested guest shows the nested guest's registers
- * (named from L1's map too: right only when it runs the same kernel unrandomized).
+ * L1 boots with `nokaslr`, so the addresses hold for every run). A CPU
+ * running the nested guest shows the nested guest's registers (named from
+ * L1's table too: right only when it runs the same kernel unrandomized).
  */
 import { connect } from 'node:net';
 import { readFileSync } from 'node:fs';

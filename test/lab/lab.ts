@@ -141,8 +141,9 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
     let lastOutputAt = performance.now();
     const state: { outcome: 'exited' | 'timeout' | 'interrupted' | 'frozen' | 'silent' } = { outcome: 'exited' };
 
+    const running = () => qemu.exitCode === null && qemu.signalCode === null;
     const kill = () => {
-      if (qemu.exitCode === null && qemu.signalCode === null) qemu.kill('SIGKILL');
+      if (running()) qemu.kill('SIGKILL');
     };
     // A hung L1 is stopped after it has printed its stacks and its CPUs were read, so the log says where it was.
     const stopHung = (outcome: 'timeout' | 'frozen' | 'silent') => {
@@ -152,7 +153,7 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
         writeFileSync(join(controlDir, CONTROL_FILES.dumpTasks), '');
         log(`lab: asked L1 for its stacks; waiting ${STACK_DUMP_WAIT_MS / 1000} s for them`);
         await sleep(STACK_DUMP_WAIT_MS);
-        if (qemu.exitCode === null && qemu.signalCode === null) await logCpuState(monitorSocket, image.symbols, log);
+        if (running()) await logCpuState(monitorSocket, image.symbols, log);
       })().finally(kill);
     };
     const timer = setTimeout(() => stopHung('timeout'), options.timeoutMs ?? DEFAULT_LAB_TIMEOUT_MS);
@@ -176,8 +177,9 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
               stopHung('silent');
               return;
             }
-            const seconds = frozenAfterMs === undefined || qemu.pid === undefined ? null : cpuSeconds(qemu.pid);
-            if (seconds === null || frozenAfterMs === undefined) return;
+            if (frozenAfterMs === undefined || qemu.pid === undefined) return;
+            const seconds = cpuSeconds(qemu.pid);
+            if (seconds === null) return;
             usage.push({ seconds, at: now });
             while (usage.length > 1 && now - usage[1]!.at >= frozenAfterMs) usage.shift();
             const first = usage[0]!;

@@ -45,14 +45,17 @@ export interface RunEvidence {
 
 /** The known lab fault behind a failed run, in words; null when it is none of them. */
 export function labFault(run: RunEvidence): string | null {
+  /** The guest's kernel said it, on its own console or through the lab's. */
+  const guestKernelSaid = (pattern: RegExp) =>
+    pattern.test(run.guestConsole ?? '') || pattern.test(run.labOutput ?? '');
   if (L1_PANIC.test(run.labOutput ?? '')) return "the lab's L1 kernel panicked";
   if (GUEST_RESET.test(run.sandboxError ?? '')) return `the sandbox failed: ${run.sandboxError}`;
-  if (GUEST_LOCKUP.test(run.guestConsole ?? '') || GUEST_LOCKUP.test(run.labOutput ?? '')) {
+  if (guestKernelSaid(GUEST_LOCKUP)) {
     return "the guest's kernel reported a CPU stuck (soft lockup)";
   }
   const stuck = STUCK_VCPU.exec(run.vmmStderr ?? '');
   if (stuck) return `a guest vCPU stuck at one instruction (${stuck[0]})`;
-  if (GUEST_TIMER_STALL.test(run.guestConsole ?? '') || GUEST_TIMER_STALL.test(run.labOutput ?? '')) {
+  if (guestKernelSaid(GUEST_TIMER_STALL)) {
     return "the guest's kernel reported a CPU whose timer stopped firing (RCU stall)";
   }
   return null;

@@ -75,7 +75,7 @@ interface Progress {
 }
 
 /** Work waited at both looks and none was taken in between. */
-function leftUntaken(before: Progress | undefined, now: Progress | undefined): boolean {
+function leftUntaken(before: Progress | undefined, now: Progress | undefined): now is Progress {
   return !!before && !!now && before.pending > 0 && now.pending > 0 && now.taken === before.taken;
 }
 
@@ -116,7 +116,7 @@ export class StallWatch {
       if (leftUntaken(this.lastQueues[i], q)) {
         const { device, indexes } = this.options.queues;
         say(
-          `sandbox: ${device} queue ${indexes[i]}: ${q!.pending} requests not taken for over ${STALL_WATCH_MS / 1000} s`,
+          `sandbox: ${device} queue ${indexes[i]}: ${q.pending} requests not taken for over ${STALL_WATCH_MS / 1000} s`,
         );
       }
     });
