@@ -72,6 +72,9 @@ test('long-mode registers parse; addresses are named from a symbol table', () =>
     ]);
     assert.equal(symbolize(symbols, 0xffffffffc02393d7n, 0), 'svm_vcpu_run+0x3d7 [kvm_amd]');
     assert.equal(symbolize(null, 0xffffffffc06de20cn, 0), 'module code');
+    // The monitor's text is parsed defensively: a block missing a field, or noise, gives no CPU.
+    assert.deepEqual(parseRegisters('CPU#0\nRIP=ffffffff8100100b CPL=0\nCPU#x\ngarbage\n(qemu) '), []);
+    assert.deepEqual(parseRegisters(''), []);
     assert.equal(symbolize(symbols, 0xffffffff80000000n, 0), "below the kernel's text");
   } finally {
     rmSync(dir, { recursive: true, force: true });
