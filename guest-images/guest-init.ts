@@ -96,9 +96,18 @@ exec swaymsg exit
 
 /**
  * With belljar.debug=input: the lines of sway's Wayland protocol log (libwayland
- * writes it to stderr with WAYLAND_DEBUG=server) that carry input to a client.
+ * writes it to stderr with WAYLAND_DEBUG=server) that carry input to a client,
+ * and those that change where input goes: the seat's devices, surfaces made and
+ * destroyed (a press can go to a surface that is gone), window (de)activation.
  */
-export const INPUT_DEBUG_PATTERN = String.raw`wl_pointer@[0-9]+\.(enter|leave|motion|button)|wl_keyboard@[0-9]+\.(enter|leave)`;
+export const INPUT_DEBUG_PATTERN = [
+  String.raw`wl_pointer@[0-9]+\.(enter|leave|motion|button)`,
+  String.raw`wl_keyboard@[0-9]+\.(enter|leave)`,
+  String.raw`wl_seat@[0-9]+\.(capabilities|get_pointer|get_keyboard)`,
+  String.raw`wl_surface@[0-9]+\.destroy`,
+  'create_surface|get_subsurface',
+  String.raw`xdg_toplevel@[0-9]+\.configure|ack_configure`,
+].join('|');
 
 /** Files stage 2 writes into GUEST_RUN_DIR before starting sway. */
 const SWAY_CONFIG = 'sway.conf';

@@ -115,7 +115,15 @@ interface LabSide {
   readonly url: Promise<string>;
   readonly output: () => string;
   readonly done: Promise<number>;
+  /** Whether the process has ended (crashed, or stopped). */
+  readonly ended: () => boolean;
   stop(): void;
+  /**
+   * In the lab: L1 has hung; log where its CPUs are, then stop it. Resolves
+   * with true once L1 is gone; directly on hardware KVM there is no L1 to
+   * blame, and it resolves with false.
+   */
+  stopHung(): Promise<boolean>;
 }
 
 /** Starts the bridge where a real KVM is: in the lab (ports forwarded) or directly. */
@@ -137,14 +145,23 @@ function startLabSide(port: number, diagPort: number): LabSide {
     const child: ChildProcess = spawn('node', [LAB_SIDE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.setEncoding('utf8').on('data', onOutput);
     child.stderr!.setEncoding('utf8').on('data', onOutput);
+    const done = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? 1)));
     return {
       url,
       output: () => output,
-      done: new Promise((resolve) => child.on('exit', (code) => resolve(code ?? 1))),
+      done,
+      ended: () => child.exitCode !== null || child.signalCode !== null,
       stop: () => child.kill('SIGKILL'),
+      stopHung: async () => {
+        child.kill('SIGKILL');
+        await done;
+        return false;
+      },
     };
   }
   const abort = new AbortController();
+  const hung = new AbortController();
+  let ended = false;
   const done = runInLab({
     argv: ['node', LAB_SIDE, ...args, '--host', '0.0.0.0'],
     forwardPorts: [port, diagPort],
@@ -152,9 +169,30 @@ function startLabSide(port: number, diagPort: number): LabSide {
     output: onOutput,
     log: (line) => onOutput(`[lab] ${line}\n`),
     signal: abort.signal,
-  }).then((result) => result.exitCode);
-  return { url, output: () => output, done, stop: () => abort.abort() };
+    hung: hung.signal,
+  }).then((result) => {
+    ended = true;
+    return result.exitCode;
+  });
+  return {
+    url,
+    output: () => output,
+    done,
+    ended: () => ended,
+    stop: () => abort.abort(),
+    stopHung: async () => {
+      hung.abort();
+      // The lab takes its looks (well under this), then stops L1.
+      const stopped = await Promise.race([done.then(() => true), sleep(HUNG_STOP_MS).then(() => false)]);
+      if (!stopped) abort.abort();
+      await done;
+      return true;
+    },
+  };
 }
+
+/** A hung lab logs its stacks and CPUs before it is stopped; this is the most that takes. */
+const HUNG_STOP_MS = 120_000;
 
 /** The lab-side diagnostics must answer within this; a lab that does not has hung. */
 const DIAG_TIMEOUT_MS = 30_000;
@@ -176,18 +214,29 @@ async function diagnostics<T>(url: string, method: 'GET' | 'POST' = 'GET'): Prom
   return (await response.json()) as T;
 }
 
+function firstLine(text: string): string {
+  return text.split('\n', 1)[0]!;
+}
+
 /** The lab side's report of the sandboxes it has seen. */
 function sandboxReport(diag: string): Promise<SandboxReport[]> {
   return diagnostics<SandboxReport[]>(`${diag}/sandboxes`);
 }
 
-/** Runs that hit one of the lab's known faults (test/support/lab-faults.ts) are retried, each reported. */
-const MAX_ATTEMPTS = 4;
+/**
+ * Runs that hit one of the lab's known faults (test/support/lab-faults.ts) are
+ * retried, each reported: about two product-guest boots in five hit one
+ * (docs/benchmarks.md). No new attempt starts after ATTEMPTS_BUDGET_MS, so the
+ * stage stays within CI's time.
+ */
+const MAX_ATTEMPTS = 5;
+const ATTEMPTS_BUDGET_MS = 30 * 60_000;
 
 test(
   'open a file in the app, see it, type into it, close it',
-  { skip: skipReason(), timeout: TEST_TIMEOUT_MS * MAX_ATTEMPTS },
+  { skip: skipReason(), timeout: ATTEMPTS_BUDGET_MS + TEST_TIMEOUT_MS },
   async (t) => {
+    const started = performance.now();
     for (let attempt = 1; ; attempt++) {
       const port = await freePort();
       const diagPort = await freePort();
@@ -206,19 +255,29 @@ test(
         return;
       } catch (error) {
         // Only the lab's known faults are retried (each reported); anything else fails the test.
-        const sandbox = await sandboxReport(`http://127.0.0.1:${diagPort}`)
-          .then((report) => report[0])
-          .catch(() => undefined);
-        await closeLabSide();
         const message = error instanceof Error ? error.message : String(error);
-        // The lab side prints its guests' consoles as it closes them: they are in its output.
-        const fault =
-          labFault({
+        const answer = await sandboxReport(`http://127.0.0.1:${diagPort}`).then(
+          (report) => ({ sandbox: report[0] }),
+          (unanswered: unknown) => ({ unanswered }),
+        );
+        let fault: string | null;
+        if ('unanswered' in answer && !labSide.ended()) {
+          // Alive but not answering: in the lab, L1 has hung (its CPUs go in the output).
+          closed = true;
+          fault = (await labSide.stopHung()) ? `${LAB_UNRESPONSIVE} (the test saw: ${firstLine(message)})` : null;
+        } else {
+          await closeLabSide();
+          const sandbox = 'sandbox' in answer ? answer.sandbox : undefined;
+          // The lab side prints its guests' consoles as it closes them: they are in its output.
+          fault = labFault({
             sandboxError: sandbox?.error ?? '',
             vmmStderr: sandbox?.stderrTail ?? '',
             labOutput: labSide.output(),
-          }) ?? (message.includes(LAB_UNRESPONSIVE) ? message : null);
-        if (attempt >= MAX_ATTEMPTS || fault === null) {
+          });
+        }
+        const outOfTime = performance.now() - started > ATTEMPTS_BUDGET_MS;
+        if (attempt >= MAX_ATTEMPTS || outOfTime || fault === null) {
+          if (fault !== null) t.diagnostic(`attempt ${attempt}: ${fault}; no attempts left`);
           t.diagnostic(`the lab side's last output:\n${labSide.output().slice(-6000)}`);
           throw error;
         }

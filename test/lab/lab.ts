@@ -46,6 +46,12 @@ export interface LabRunOptions {
    * culprit); L1 is stopped and the result says `silent`.
    */
   readonly silentAfterMs?: number;
+  /**
+   * The caller's own finding that the command hung (say, its port stopped
+   * answering): L1's stacks and CPUs are logged, then it is stopped, and the
+   * result says `unresponsive`.
+   */
+  readonly hung?: AbortSignal;
 }
 
 export interface LabRunResult {
@@ -54,6 +60,8 @@ export interface LabRunResult {
   readonly frozen?: boolean;
   /** The command printed nothing for `silentAfterMs` and L1 was stopped. */
   readonly silent?: boolean;
+  /** The caller said the command hung (see `hung`) and L1 was stopped. */
+  readonly unresponsive?: boolean;
   /** Seconds from QEMU start until the command started (wall clock). */
   readonly bootSeconds: number | null;
   readonly totalSeconds: number;
@@ -139,14 +147,15 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
     let pending = '';
     let stderr = '';
     let lastOutputAt = performance.now();
-    const state: { outcome: 'exited' | 'timeout' | 'interrupted' | 'frozen' | 'silent' } = { outcome: 'exited' };
+    type Hung = 'timeout' | 'frozen' | 'silent' | 'unresponsive';
+    const state: { outcome: 'exited' | 'interrupted' | Hung } = { outcome: 'exited' };
 
     const running = () => qemu.exitCode === null && qemu.signalCode === null;
     const kill = () => {
       if (running()) qemu.kill('SIGKILL');
     };
     // A hung L1 is stopped after it has printed its stacks and its CPUs were read, so the log says where it was.
-    const stopHung = (outcome: 'timeout' | 'frozen' | 'silent') => {
+    const stopHung = (outcome: Hung) => {
       if (state.outcome !== 'exited') return;
       state.outcome = outcome;
       void (async () => {
@@ -162,6 +171,11 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
       kill();
     };
     options.signal?.addEventListener('abort', onAbort);
+    const onHung = () => {
+      log('lab: the caller found the command hung; stopping L1');
+      stopHung('unresponsive');
+    };
+    options.hung?.addEventListener('abort', onHung);
     const { frozenAfterMs, silentAfterMs } = options;
     const usage: { seconds: number; at: number }[] = [];
     const watch =
@@ -222,6 +236,7 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
     clearTimeout(timer);
     clearInterval(watch);
     options.signal?.removeEventListener('abort', onAbort);
+    options.hung?.removeEventListener('abort', onHung);
     if (pending) output(pending);
     if (wantSymbols) keepSymbols(join(controlDir, CONTROL_FILES.symbols), image.symbols);
     const totalSeconds = (performance.now() - started) / 1000;
@@ -238,6 +253,9 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
     if (state.outcome === 'interrupted') return { exitCode: LAB_EXIT.interrupted, bootSeconds, totalSeconds };
     if (state.outcome === 'frozen') return { exitCode: LAB_EXIT.labFailure, frozen: true, bootSeconds, totalSeconds };
     if (state.outcome === 'silent') return { exitCode: LAB_EXIT.labFailure, silent: true, bootSeconds, totalSeconds };
+    if (state.outcome === 'unresponsive') {
+      return { exitCode: LAB_EXIT.labFailure, unresponsive: true, bootSeconds, totalSeconds };
+    }
     const exitFile = join(controlDir, CONTROL_FILES.exitCode);
     if (!existsSync(exitFile)) {
       log(`lab: L1 stopped without reporting an exit code (QEMU exit ${qemu.exitCode}). ${stderr.trim()}`);

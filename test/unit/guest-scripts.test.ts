@@ -89,7 +89,7 @@ test("sway's kiosk config starts Chromium with exactly our flags, and no X serve
   assert.match(rest.join('\n'), /^exec swaymsg exit$/m);
 });
 
-test("belljar.debug=input copies the input lines of sway's Wayland protocol log, no others", () => {
+test("belljar.debug=input copies the input and focus lines of sway's Wayland protocol log, no others", () => {
   const script = stage2Script();
   assert.match(script, /= input \] && VIEWER_DEBUG_ENV=WAYLAND_DEBUG=server\n/);
   assert.match(script, /WLR_NO_HARDWARE_CURSORS=1 \$VIEWER_DEBUG_ENV \\\n\s+sway -c /);
@@ -102,6 +102,13 @@ test("belljar.debug=input copies the input lines of sway's Wayland protocol log,
     '[1234567.990]  -> wl_pointer@25.button(82, 1234567, 272, 1)',
     '[1234568.090]  -> wl_pointer@25.leave(83, wl_surface@40)',
     '[1234568.190]  -> wl_keyboard@26.enter(84, wl_surface@40, array[0])',
+    '[1234568.190]  -> wl_seat@12.capabilities(3)',
+    '[1234568.190] wl_seat@12.get_pointer(new id wl_pointer@25)',
+    '[1234568.190] wl_compositor@4.create_surface(new id wl_surface@44)',
+    '[1234568.190] wl_subcompositor@5.get_subsurface(new id wl_subsurface@45, wl_surface@44, wl_surface@40)',
+    '[1234568.190] wl_surface@44.destroy()',
+    '[1234568.190]  -> xdg_toplevel@31.configure(1280, 800, array[8])',
+    '[1234568.190] xdg_surface@30.ack_configure(86)',
   ]) {
     assert.match(line, copied);
   }
@@ -109,6 +116,8 @@ test("belljar.debug=input copies the input lines of sway's Wayland protocol log,
     '[1234567.890]  -> wl_pointer@25.frame()',
     '[1234567.890]  -> wl_keyboard@26.key(85, 1234567, 30, 1)',
     '[1234567.890] wl_surface@40.commit()',
+    '[1234567.890] wl_surface@40.attach(wl_buffer@50, 0, 0)',
+    '[1234567.890]  -> wl_callback@51.done(1234567)',
   ]) {
     assert.doesNotMatch(line, copied);
   }
