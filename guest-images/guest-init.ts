@@ -109,6 +109,9 @@ export const INPUT_DEBUG_PATTERN = [
   String.raw`xdg_toplevel@[0-9]+\.configure|ack_configure`,
 ].join('|');
 
+/** How long stage 2 waits for udev to process the input and DRM devices before it starts sway. */
+const UDEV_SETTLE_SECONDS = 60;
+
 /** Files stage 2 writes into GUEST_RUN_DIR before starting sway. */
 const SWAY_CONFIG = 'sway.conf';
 const VIEWER_LAUNCHER = 'viewer.sh';
@@ -136,9 +139,16 @@ OPEN=$(arg belljar.open)
 
 # udev tags the input devices (keyboard, pointer) for libinput: sway gets no
 # input from devices udev has not processed. Only input and DRM are triggered.
+# sway starts once udev is done: it then takes the devices as it starts (see
+# NO_INPUT_YET below for when udev is not done in time).
+NO_INPUT_YET=WLR_LIBINPUT_NO_DEVICES=1
 if /usr/lib/systemd/systemd-udevd --daemon --resolve-names=never > /dev/null 2>&1; then
   udevadm trigger --type=devices --action=add --subsystem-match=input --subsystem-match=drm
-  udevadm settle --timeout=10
+  if udevadm settle --timeout=${UDEV_SETTLE_SECONDS}; then
+    NO_INPUT_YET=
+  else
+    echo "belljar-init: udev still busy after ${UDEV_SETTLE_SECONDS} s; input may reach the viewer late" > /dev/console
+  fi
 fi
 mark udev
 
@@ -157,6 +167,11 @@ cat > ${GUEST_RUN_DIR}/${SWAY_CONFIG} <<'BELLJAR_EOF'
 ${swayConfig()}BELLJAR_EOF
 cat > ${GUEST_RUN_DIR}/${VIEWER_LAUNCHER} <<'BELLJAR_EOF'
 ${viewerLauncher()}BELLJAR_EOF
+# sway's wlroots (0.15) refuses to start without an input device unless
+# WLR_LIBINPUT_NO_DEVICES=1, and with it set does not take the devices libinput
+# found at start until the first input event arrives: the browser then binds
+# its pointer only as that first click comes in, and the click loses its press.
+# So it is set only when udev was not done in time (above).
 # belljar.debug=input: sway, the Wayland server, logs the protocol it speaks.
 VIEWER_DEBUG_ENV=
 [ "$(arg belljar.debug)" = input ] && VIEWER_DEBUG_ENV=WAYLAND_DEBUG=server
@@ -165,7 +180,7 @@ VIEWER_DEBUG_ENV=
 (
 /usr/bin/setpriv --reuid=${uid} --regid=${gid} --clear-groups \\
   $BB env -i PATH=/usr/bin:/bin HOME=${home} USER=${name} XDG_RUNTIME_DIR=${runtimeDir} \\
-  LIBSEAT_BACKEND=seatd WLR_RENDERER=pixman WLR_LIBINPUT_NO_DEVICES=1 WLR_NO_HARDWARE_CURSORS=1 $VIEWER_DEBUG_ENV \\
+  LIBSEAT_BACKEND=seatd WLR_RENDERER=pixman WLR_NO_HARDWARE_CURSORS=1 $NO_INPUT_YET $VIEWER_DEBUG_ENV \\
   sway -c ${GUEST_RUN_DIR}/${SWAY_CONFIG} > ${GUEST_RUN_DIR}/viewer.log 2>&1
   echo "belljar-init: the viewer exited ($?); its last words:"
   $BB tail -n 40 ${GUEST_RUN_DIR}/viewer.log

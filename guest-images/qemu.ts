@@ -70,6 +70,8 @@ export function qemuArgs(opts: QemuGuestOptions, paths: { qmp: string; agent: st
     ...['-global', 'virtio-mmio.force-legacy=false'],
     ...drives,
     ...['-device', 'virtio-gpu-device'],
+    // The input devices our VMM gives the guest (the viewer's sway expects both).
+    ...['-device', 'virtio-keyboard-device', '-device', 'virtio-tablet-device'],
     ...['-device', 'virtio-rng-device'],
     ...['-device', 'virtio-serial-device'],
     ...['-chardev', `socket,id=agent,path=${paths.agent}`],
