@@ -30,8 +30,6 @@ const RESULTS = 'dist/test-results';
 /** Chromium under nested virtualization on a software CPU takes minutes to show a page. */
 const PAGE_SHOWN_MS = 360_000;
 const REACTION_MS = 90_000;
-/** How long the (known-failing) click gets before it is reported. */
-const CLICK_MS = 30_000;
 /** How long a click holds the button down (a hand's click: tens of milliseconds or more). */
 const CLICK_HOLD_MS = 100;
 /** From a resize request to the guest's screen at the new size. */
@@ -253,27 +251,20 @@ async function scenario(
     );
 
     progress('cursor drawn; clicking');
-    // A click: libinput in the guest always reports the press and release, but
-    // the page sees the click only some of the time under our VMM (every time
-    // with QEMU's devices); see the issue notes. Reported, not required, until
-    // that is found.
-    await t.test(
-      'a pointer click reaches the page',
-      { todo: 'clicks reach libinput in the guest but the page sees them only sometimes' },
-      async () => {
-        await click(STATUS);
-        await until(
-          'the status box turns cyan after a click',
-          CLICK_MS,
-          () => screen.coverage(CYAN, STATUS) > 0.9,
-          colours,
-        );
-      },
+    // A click on the status box: the page sees it (cyan). The press and the
+    // release go in separate batches, as from a hand.
+    await click(STATUS);
+    const clickMs = await until(
+      'the status box turns cyan after a click',
+      REACTION_MS,
+      () => failed() || screen.coverage(CYAN, STATUS) > 0.9,
+      colours,
     );
+    t.diagnostic(`click shown after ${(clickMs / 1000).toFixed(1)} s`);
 
-    // The keyboard. The field has focus from the page's load; the click above gives
-    // the guest's browser window keyboard focus (whether or not the page saw the
-    // click). Type into the field, then Shift+Tab to the button and press it.
+    // The keyboard. The field has focus from the page's load (the status box
+    // does not take focus when clicked). Type into the field, then Shift+Tab to
+    // the button and press it.
     const keys = (codes: readonly string[]): InputEvent[] =>
       codes.flatMap((code): InputEvent[] => [
         { type: 'key', code, down: true },
