@@ -351,6 +351,17 @@ async function drive(t: TestContext, browser: Browser, url: string, labSide: Lab
   t.diagnostic(`open → fixture on the canvas: ${(openToShownMs / 1000).toFixed(1)} s`);
   await page.screenshot({ path: `${RESULTS}/e2e-shown.png` });
 
+  /** How long until most of a region shows a colour on the canvas (the page's reaction). */
+  const shows = (what: string, rgb: Rgb, region: Region) =>
+    until(
+      what,
+      REACTION_MS,
+      async () => {
+        await observe();
+        return coverage((last = await shot(display)), rgb, region) > 0.8;
+      },
+      colours,
+    );
   // Click the page's status box on the display: the page sees the click (cyan), and
   // the display has the keyboard focus here. The page's field has focus from its
   // load: select what is in it and type "belljar" (status magenta), then Shift+Tab
@@ -359,37 +370,13 @@ async function drive(t: TestContext, browser: Browser, url: string, labSide: Lab
   const statusX = box.x + ((STATUS[0] + STATUS[2]) / 2) * box.width;
   const statusY = box.y + ((STATUS[1] + STATUS[3]) / 2) * box.height;
   await page.mouse.click(statusX, statusY, { delay: CLICK_HOLD_MS });
-  const pointerMs = await until(
-    'a click on the canvas reaches the page',
-    REACTION_MS,
-    async () => {
-      await observe();
-      return coverage((last = await shot(display)), CYAN, STATUS) > 0.8;
-    },
-    colours,
-  );
+  const pointerMs = await shows('a click on the canvas reaches the page', CYAN, STATUS);
   await page.keyboard.press('Control+a');
   await page.keyboard.type('belljar', { delay: 50 });
-  const typeMs = await until(
-    'typing reaches the page',
-    REACTION_MS,
-    async () => {
-      await observe();
-      return coverage((last = await shot(display)), MAGENTA, STATUS) > 0.8;
-    },
-    colours,
-  );
+  const typeMs = await shows('typing reaches the page', MAGENTA, STATUS);
   await page.keyboard.press('Shift+Tab');
   await page.keyboard.press('Space');
-  const keyMs = await until(
-    'a key press on the canvas reaches the page',
-    REACTION_MS,
-    async () => {
-      await observe();
-      return coverage((last = await shot(display)), GREEN, BUTTON) > 0.8;
-    },
-    colours,
-  );
+  const keyMs = await shows('a key press on the canvas reaches the page', GREEN, BUTTON);
   assert.ok(coverage(last!, WHITE, FIELD) < 0.995, 'the typed text shows in the field');
   await page.screenshot({ path: `${RESULTS}/e2e-typed.png` });
   t.diagnostic(
