@@ -48,6 +48,21 @@ const stages = [
   { name: 'guest image build', argv: ['node', 'dist/guest-images/build.js'] },
   { name: 'guest image smoke test (QEMU)', argv: ['node', 'dist/guest-images/smoke.js'], plainSummary: true },
   {
+    // The KVM lab's own behaviour, from the host (a real L1 under QEMU).
+    name: 'lab tests (QEMU)',
+    argv: [
+      'node',
+      '--test',
+      '--test-reporter=spec',
+      '--test-reporter-destination=stdout',
+      '--test-reporter=tap',
+      `--test-reporter-destination=${RESULTS}/lab-host.tap`,
+      'dist/test/lab-host/',
+    ],
+    tap: `${RESULTS}/lab-host.tap`,
+    when: 'test/lab-host',
+  },
+  {
     name: 'integration tests (real KVM)',
     argv: ['node', 'dist/test/lab/run-integration.js'],
     tap: `${RESULTS}/integration.tap`,

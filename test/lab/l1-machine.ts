@@ -17,7 +17,15 @@ import { hostTscKhz } from '../../guest-images/qemu.js';
  * L1 needs KVM for AMD, 9p over virtio-mmio to see the host, and virtio-net
  * for the ports a test forwards from the host (QEMU user networking).
  */
-export const L1_MODULES = ['kvm-amd', 'virtio_mmio', '9pnet_virtio', '9p', 'virtio_net'] as const;
+/** pvpanic-mmio drives QEMU's ISA pvpanic too (ACPI QEMU0001, an I/O port): how L1 tells QEMU it panicked. */
+export const L1_MODULES = ['kvm-amd', 'virtio_mmio', '9pnet_virtio', '9p', 'virtio_net', 'pvpanic-mmio'] as const;
+
+/**
+ * QEMU's exit status when L1 panics (`-action panic=exit-failure`, through
+ * pvpanic): the lab knows at once, with no guessing from console text (a
+ * test's output may quote a guest's panic).
+ */
+export const QEMU_EXIT_L1_PANICKED = 1;
 
 /** L1's address on QEMU's user network (its fixed default), where forwarded ports arrive. */
 export const L1_GUEST_ADDRESS = '10.0.2.15';
@@ -37,12 +45,19 @@ export const CONTROL_FILES = {
   exitCode: 'exit-code',
   /** L1's kernel text symbols, written when env.sh asks (LAB_WANT_SYMBOLS=1); see l1-cpu-state.ts. */
   symbols: 'kallsyms',
-  /** Created by the host to ask L1 for a stack dump (see L1_INIT). */
-  dumpTasks: 'dump-tasks',
+  /** Written as the command starts: an L1 that restarted (it has, after a panic) must not run it again. */
+  started: 'command-started',
 } as const;
 
-/** How often L1 looks for the host's dump request. */
-export const DUMP_POLL_SECONDS = 5;
+/** What L1 prints when it finds it has restarted in the middle of a run. */
+export const L1_RESTARTED = 'lab: L1 restarted during the run; not running the command again';
+
+/**
+ * The host asks L1 for its stacks by writing a line to L1's serial console
+ * (QEMU's stdin), not through a share: a hung 9p share is one of the things
+ * the stacks should show, and it would swallow a request sent through it.
+ */
+export const DUMP_REQUEST = '\n';
 
 /** Larger 9p messages make reads of node_modules much faster. */
 const NINEP_OPTIONS = 'trans=virtio,version=9p2000.L,msize=262144';
@@ -65,9 +80,8 @@ mount -t 9p -o ${NINEP_OPTIONS},ro,cache=loose ${SHARE.hostRoot} /newroot || { e
 . /lab/${CONTROL_FILES.env}
 # Text symbols, kvm's included: L1 boots unrandomized and loads the same modules in the same order, so they hold for every run.
 if [ "\${LAB_WANT_SYMBOLS:-}" = 1 ]; then grep ' [tT] ' /proc/kallsyms > /lab/${CONTROL_FILES.symbols}.part && mv /lab/${CONTROL_FILES.symbols}.part /lab/${CONTROL_FILES.symbols}; fi
-# When the host finds the command hung, it asks (dump-tasks) for the stacks of every CPU and of blocked tasks.
-( while [ ! -e /lab/${CONTROL_FILES.dumpTasks} ]; do sleep ${DUMP_POLL_SECONDS}; done
-  echo 7 > /proc/sys/kernel/printk; echo l > /proc/sysrq-trigger; echo w > /proc/sysrq-trigger ) &
+# When the host finds the command hung, it sends a line on the console: print the stacks of every CPU and of blocked tasks.
+( read -r _ < /dev/ttyS0 && { echo 7 > /proc/sys/kernel/printk; echo l > /proc/sysrq-trigger; echo w > /proc/sysrq-trigger; } ) &
 mount -t proc proc /newroot/proc
 mount -t sysfs sysfs /newroot/sys
 mount -t devtmpfs devtmpfs /newroot/dev
@@ -79,6 +93,8 @@ mount -t tmpfs tmpfs /newroot/run
 # The working directory last: it may lie under one of the tmpfs mounts above (a clone in /tmp).
 mkdir -p "/newroot$LAB_CWD" 2>/dev/null
 mount -t 9p -o ${NINEP_OPTIONS} ${SHARE.workDir} "/newroot$LAB_CWD" || { echo "lab: cannot mount $LAB_CWD"; finish 125; }
+[ -e /lab/${CONTROL_FILES.started} ] && { echo "${L1_RESTARTED}"; finish 125; }
+: > /lab/${CONTROL_FILES.started}
 cp /lab/${CONTROL_FILES.command} /newroot/tmp/.belljar-lab-command.sh
 [ -e /dev/kvm ] || echo "lab: warning: /dev/kvm did not appear in L1"
 chroot /newroot /bin/sh /tmp/.belljar-lab-command.sh < /dev/null
@@ -147,6 +163,10 @@ export function l1QemuArgs(options: L1MachineOptions): string[] {
     '-display',
     'none',
     '-no-reboot',
+    '-device',
+    'pvpanic',
+    '-action',
+    'panic=exit-failure',
     '-serial',
     'stdio',
     ...(options.monitorSocket ? ['-monitor', `unix:${options.monitorSocket},server=on,wait=off`] : []),
@@ -156,7 +176,9 @@ export function l1QemuArgs(options: L1MachineOptions): string[] {
     image.initramfs,
     '-append',
     // nokaslr: L1's addresses then match the symbols recorded once (see l1-cpu-state.ts).
-    `console=ttyS0 quiet loglevel=3 panic=-1 8250.nr_uarts=1 mitigations=off nokaslr${tscKhz ? ` tsc_early_khz=${tscKhz}` : ''}`,
+    // panic=0: a panicked L1 does not reboot (that would run the command again, and
+    // QEMU's -no-reboot has not always ended it); pvpanic makes QEMU exit instead.
+    `console=ttyS0 quiet loglevel=3 panic=0 8250.nr_uarts=1 mitigations=off nokaslr${tscKhz ? ` tsc_early_khz=${tscKhz}` : ''}`,
     ...share('root', '/', SHARE.hostRoot, true),
     ...share('work', workDir, SHARE.workDir, false),
     ...share('ctl', controlDir, SHARE.control, false),

@@ -8,7 +8,7 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cacheRoot } from '../../guest-images/cache.js';
-import { CONTROL_FILES, DUMP_POLL_SECONDS, l1Image, l1QemuArgs } from './l1-machine.js';
+import { CONTROL_FILES, DUMP_REQUEST, QEMU_EXIT_L1_PANICKED, l1Image, l1QemuArgs } from './l1-machine.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeCpus, monitorCommand, parseRegisters, readSymbols, type KernelSymbols } from './l1-cpu-state.js';
 
@@ -62,6 +62,8 @@ export interface LabRunResult {
   readonly silent?: boolean;
   /** The caller said the command hung (see `hung`) and L1 was stopped. */
   readonly unresponsive?: boolean;
+  /** L1's kernel panicked: pvpanic had QEMU end it at once (the message is in the output). */
+  readonly panicked?: boolean;
   /** Seconds from QEMU start until the command started (wall clock). */
   readonly bootSeconds: number | null;
   readonly totalSeconds: number;
@@ -75,8 +77,8 @@ const CLOCK_TICKS_PER_SECOND = 100;
 const CPU_LOOKS = 3;
 const CPU_LOOK_GAP_MS = 1_000;
 const MONITOR_SOCKET = 'qemu-monitor.sock';
-/** L1 looks for the request every DUMP_POLL_SECONDS, then prints (slowly: a software CPU, a serial line). */
-const STACK_DUMP_WAIT_MS = (DUMP_POLL_SECONDS + 15) * 1000;
+/** L1 prints its stacks slowly (a software CPU, a serial line). */
+const STACK_DUMP_WAIT_MS = 15_000;
 
 /** CPU seconds a process has used so far (utime + stime from /proc), or null if it is gone. */
 function cpuSeconds(pid: number): number | null {
@@ -142,7 +144,9 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
       cpus: DEFAULT_LAB_CPUS,
       ...(options.forwardPorts ? { forwardPorts: options.forwardPorts } : {}),
     });
-    const qemu = spawn(QEMU, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // stdin is L1's console input: the way to ask a hung L1 for its stacks.
+    const qemu = spawn(QEMU, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    qemu.stdin.on('error', () => {}); // QEMU gone: nothing left to ask
     let bootSeconds: number | null = null;
     let pending = '';
     let stderr = '';
@@ -159,7 +163,7 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
       if (state.outcome !== 'exited') return;
       state.outcome = outcome;
       void (async () => {
-        writeFileSync(join(controlDir, CONTROL_FILES.dumpTasks), '');
+        qemu.stdin.write(DUMP_REQUEST);
         log(`lab: asked L1 for its stacks; waiting ${STACK_DUMP_WAIT_MS / 1000} s for them`);
         await sleep(STACK_DUMP_WAIT_MS);
         if (running()) await logCpuState(monitorSocket, image.symbols, log);
@@ -257,6 +261,11 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
       return { exitCode: LAB_EXIT.labFailure, unresponsive: true, bootSeconds, totalSeconds };
     }
     const exitFile = join(controlDir, CONTROL_FILES.exitCode);
+    // QEMU's own errors (it did not start) share that exit status; they come with a message.
+    if (!existsSync(exitFile) && qemu.exitCode === QEMU_EXIT_L1_PANICKED && !stderr.includes(`${QEMU}:`)) {
+      log("lab: L1's kernel panicked (QEMU ended it)");
+      return { exitCode: LAB_EXIT.labFailure, panicked: true, bootSeconds, totalSeconds };
+    }
     if (!existsSync(exitFile)) {
       log(`lab: L1 stopped without reporting an exit code (QEMU exit ${qemu.exitCode}). ${stderr.trim()}`);
       return { exitCode: LAB_EXIT.labFailure, bootSeconds, totalSeconds };
