@@ -7,6 +7,14 @@
 
 /** The lab's own (L1) kernel panicked. */
 export const L1_PANIC = /Kernel panic - not syncing/;
+/**
+ * The lab's kernel reported a crash of its own (seen: "BUG: TASK stack guard
+ * page was hit" in L1's `node`, a recursion on a bad GS base) and may take
+ * minutes to panic, or hang instead. Matches a line of L1's console (it
+ * has timestamps); a guest's console, printed as the lab side closes its
+ * sandboxes, has them too, so look before that.
+ */
+export const L1_CRASH = /^\[\s*\d+\.\d+\] (?:BUG: |Oops: |general protection fault|Kernel panic - not syncing).*$/m;
 /** The guest's CPU reset with no message from the guest (the sandbox's error says which). */
 export const GUEST_RESET = /triple fault|restarted itself/;
 /** The guest kernel's watchdog: one of its CPUs stuck in the kernel for minutes. */
