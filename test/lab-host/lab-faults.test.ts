@@ -15,11 +15,12 @@ import { LAB_EXIT, runInLab } from '../lab/lab.js';
 /** L1 boots in well under a minute; the stop adds the stack wait and three looks. */
 const LAB_TIMEOUT_MS = 5 * 60_000;
 const STARTED = 'hung-lab: started';
+const NO_LAB = detectHostKvm().mode === 'direct' ? 'hardware KVM here: tests run directly, without the lab' : undefined;
 
 test(
   "a lab command the caller finds hung is stopped, with L1's stacks and CPUs logged",
   {
-    skip: detectHostKvm().mode === 'direct' ? 'hardware KVM here: tests run directly, without the lab' : undefined,
+    skip: NO_LAB,
     timeout: LAB_TIMEOUT_MS + 60_000,
   },
   async (t) => {
@@ -52,7 +53,7 @@ test(
 test(
   'a lab whose L1 kernel panics ends at once, and says so',
   {
-    skip: detectHostKvm().mode === 'direct' ? 'hardware KVM here: tests run directly, without the lab' : undefined,
+    skip: NO_LAB,
     timeout: LAB_TIMEOUT_MS + 60_000,
   },
   async (t) => {
