@@ -1,12 +1,31 @@
 // The whole test suite, as CI and `npm test` run it: build, type check, lint,
-// unit tests, the guest image (build, then a smoke boot under QEMU), then the
-// integration tests where a real KVM is (the KVM lab on machines without
-// hardware virtualization). Ends with one summary line,
+// unit and renderer tests, the guest image (build, then a smoke boot under
+// QEMU), the KVM lab's own tests, then the integration and end-to-end tests
+// where a real KVM is (the KVM lab on machines without hardware
+// virtualization). Ends with one summary line,
 // "N passed, N failed, N skipped", and a non-zero exit code on any failure.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 
 const RESULTS = 'dist/test-results';
+
+/** A stage that runs Node's test runner on one folder of dist/test, with a TAP copy for the summary. */
+function nodeTests(folder) {
+  const tap = `${RESULTS}/${folder}.tap`;
+  return {
+    argv: [
+      'node',
+      '--test',
+      '--test-reporter=spec',
+      '--test-reporter-destination=stdout',
+      '--test-reporter=tap',
+      `--test-reporter-destination=${tap}`,
+      `dist/test/${folder}/`,
+    ],
+    tap,
+  };
+}
+
 const stages = [
   { name: 'build', argv: ['node', 'scripts/build.mjs'] },
   { name: 'typecheck', argv: ['npx', 'tsc', '-p', 'tsconfig.json', '--noEmit'] },
@@ -17,32 +36,11 @@ const stages = [
   },
   { name: 'lint', argv: ['npx', 'eslint', '--max-warnings=0', '.'] },
   { name: 'format', argv: ['npx', 'prettier', '--check', '--log-level=warn', '.'] },
-  {
-    name: 'unit tests',
-    argv: [
-      'node',
-      '--test',
-      '--test-reporter=spec',
-      '--test-reporter-destination=stdout',
-      '--test-reporter=tap',
-      `--test-reporter-destination=${RESULTS}/unit.tap`,
-      'dist/test/unit/',
-    ],
-    tap: `${RESULTS}/unit.tap`,
-  },
+  { name: 'unit tests', ...nodeTests('unit') },
   {
     // The renderer in Debian's Chromium (Playwright), fed a recorded frame stream: fast UI tests.
     name: 'renderer tests (Chromium)',
-    argv: [
-      'node',
-      '--test',
-      '--test-reporter=spec',
-      '--test-reporter-destination=stdout',
-      '--test-reporter=tap',
-      `--test-reporter-destination=${RESULTS}/renderer.tap`,
-      'dist/test/renderer/',
-    ],
-    tap: `${RESULTS}/renderer.tap`,
+    ...nodeTests('renderer'),
     when: 'test/renderer',
   },
   { name: 'guest image build', argv: ['node', 'dist/guest-images/build.js'] },
@@ -50,16 +48,7 @@ const stages = [
   {
     // The KVM lab's own behaviour, from the host (a real L1 under QEMU).
     name: 'lab tests (QEMU)',
-    argv: [
-      'node',
-      '--test',
-      '--test-reporter=spec',
-      '--test-reporter-destination=stdout',
-      '--test-reporter=tap',
-      `--test-reporter-destination=${RESULTS}/lab-host.tap`,
-      'dist/test/lab-host/',
-    ],
-    tap: `${RESULTS}/lab-host.tap`,
+    ...nodeTests('lab-host'),
     when: 'test/lab-host',
   },
   {
@@ -70,16 +59,7 @@ const stages = [
   {
     // The whole app (test bridge + real VMMs in the lab) driven through Chromium.
     name: 'end-to-end tests (Chromium + real KVM)',
-    argv: [
-      'node',
-      '--test',
-      '--test-reporter=spec',
-      '--test-reporter-destination=stdout',
-      '--test-reporter=tap',
-      `--test-reporter-destination=${RESULTS}/e2e.tap`,
-      'dist/test/e2e/',
-    ],
-    tap: `${RESULTS}/e2e.tap`,
+    ...nodeTests('e2e'),
     when: 'test/e2e',
   },
 ];
