@@ -261,8 +261,9 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
       return { exitCode: LAB_EXIT.labFailure, unresponsive: true, bootSeconds, totalSeconds };
     }
     const exitFile = join(controlDir, CONTROL_FILES.exitCode);
-    // QEMU's own errors (it did not start) share that exit status; they come with a message.
-    if (!existsSync(exitFile) && qemu.exitCode === QEMU_EXIT_L1_PANICKED && !stderr.includes(`${QEMU}:`)) {
+    // QEMU's own errors (it did not start) share that exit status; they come with a message (not a warning).
+    const qemuError = new RegExp(`^${QEMU}: (?!warning:)`, 'm').test(stderr);
+    if (!existsSync(exitFile) && qemu.exitCode === QEMU_EXIT_L1_PANICKED && !qemuError) {
       log("lab: L1's kernel panicked (QEMU ended it)");
       return { exitCode: LAB_EXIT.labFailure, panicked: true, bootSeconds, totalSeconds };
     }
