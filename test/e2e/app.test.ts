@@ -20,7 +20,7 @@ import { PNG } from 'pngjs';
 import { findGuestImage } from '../../electron/sessions/guest-image.js';
 import { clampDisplaySize } from '../../vmm/devices/virtio/gpu/gpu.js';
 import { detectHostKvm } from '../lab/host-kvm.js';
-import { runInLab } from '../lab/lab.js';
+import { L1_FROZE, runInLab } from '../lab/lab.js';
 import { L1_CRASH, labFault } from '../support/lab-faults.js';
 import { LAB_SIDE_READY, type SandboxReport } from './lab-side-contract.js';
 
@@ -115,10 +115,10 @@ interface LabSide {
   stop(): void;
   /**
    * In the lab: L1 has hung; log where its CPUs are, then stop it. Resolves
-   * with true once L1 is gone; directly on hardware KVM there is no L1 to
-   * blame, and it resolves with false.
+   * once L1 is gone, with the lab's finding if L1 had frozen; directly on
+   * hardware KVM there is no L1 to blame, and it resolves with null.
    */
-  stopHung(): Promise<boolean>;
+  stopHung(): Promise<{ readonly froze: string | undefined } | null>;
 }
 
 /** Starts the bridge where a real KVM is: in the lab (ports forwarded) or directly. */
@@ -150,19 +150,23 @@ function startLabSide(port: number, diagPort: number): LabSide {
       stopHung: async () => {
         child.kill('SIGKILL');
         await done;
-        return false;
+        return null;
       },
     };
   }
   const abort = new AbortController();
   const hung = new AbortController();
   let ended = false;
+  let froze: string | undefined;
   const done = runInLab({
     argv: ['node', LAB_SIDE, ...args, '--host', '0.0.0.0'],
     forwardPorts: [port, diagPort],
     timeoutMs: TEST_TIMEOUT_MS,
     output: onOutput,
-    log: (line) => onOutput(`[lab] ${line}\n`),
+    log: (line) => {
+      if (L1_FROZE.test(line)) froze = line;
+      onOutput(`[lab] ${line}\n`);
+    },
     signal: abort.signal,
     hung: hung.signal,
   }).then((result) => {
@@ -181,7 +185,7 @@ function startLabSide(port: number, diagPort: number): LabSide {
       const stopped = await Promise.race([done.then(() => true), sleep(HUNG_STOP_MS).then(() => false)]);
       if (!stopped) abort.abort();
       await done;
-      return true;
+      return { froze };
     },
   };
 }
@@ -268,7 +272,9 @@ test(
         } else if ('unanswered' in answer && !labSide.ended()) {
           // Alive but not answering: in the lab, L1 has hung (its stacks and CPUs go in the output).
           closed = true;
-          fault = (await labSide.stopHung()) ? `${LAB_UNRESPONSIVE} (the test saw: ${firstLine(message)})` : null;
+          const stopped = await labSide.stopHung();
+          fault =
+            stopped === null ? null : `${LAB_UNRESPONSIVE} (${stopped.froze ?? `the test saw: ${firstLine(message)}`})`;
         } else {
           await closeLabSide();
           const sandbox = 'sandbox' in answer ? answer.sandbox : undefined;

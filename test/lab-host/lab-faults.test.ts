@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { detectHostKvm } from '../lab/host-kvm.js';
-import { LAB_EXIT, runInLab } from '../lab/lab.js';
+import { L1_FROZE, LAB_EXIT, runInLab } from '../lab/lab.js';
 
 /** L1 boots in well under a minute; the stop adds the stack wait and three looks. */
 const LAB_TIMEOUT_MS = 5 * 60_000;
@@ -47,6 +47,8 @@ test(
     // Three looks at both of L1's CPUs, each named (the idle L1 halts in the kernel).
     const looks = log.filter((line) => /^lab: L1 look \d\/3: CPU [01] at [0-9a-f]{16} \(/.test(line));
     assert.equal(looks.length, 6, `six CPU looks:\n${log.join('\n')}`);
+    // It answered its console, so it is not taken for a frozen L1.
+    assert.ok(!log.some((line) => L1_FROZE.test(line)), 'a live L1 is not said to have frozen');
   },
 );
 

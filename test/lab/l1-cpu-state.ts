@@ -118,3 +118,15 @@ export function describeCpus(cpus: readonly CpuRegisters[], symbols: KernelSymbo
       `CPL ${c.cpl}${c.halted ? ', halted' : ''}`,
   );
 }
+
+/** The lines of `info lapic` that say whether interrupts can be taken: the timer, and the vectors pending and in service. */
+const APIC_LINES = /^(LVTT|Timer|ISR|IRR|APR)\b/;
+
+/** One line from `info lapic N`, e.g. `LVTT 0x000400ec … tsc-deadline (vec 236); ISR (none); IRR 236; APR 0x00 TPR 0x00 …`. */
+export function summarizeApic(text: string): string {
+  return text
+    .split('\n')
+    .filter((line) => APIC_LINES.test(line))
+    .map((line) => line.replace(/\s+/g, ' ').trim())
+    .join('; ');
+}

@@ -10,7 +10,15 @@ import { join } from 'node:path';
 import { cacheRoot } from '../../guest-images/cache.js';
 import { CONTROL_FILES, DUMP_REQUEST, QEMU_EXIT_L1_PANICKED, l1Image, l1QemuArgs } from './l1-machine.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describeCpus, monitorCommand, parseRegisters, readSymbols, type KernelSymbols } from './l1-cpu-state.js';
+import {
+  describeCpus,
+  monitorCommand,
+  parseRegisters,
+  readSymbols,
+  summarizeApic,
+  type CpuRegisters,
+  type KernelSymbols,
+} from './l1-cpu-state.js';
 
 export const QEMU = 'qemu-system-x86_64';
 /** Exit codes the lab itself uses (the shell's conventions). */
@@ -77,6 +85,9 @@ const CLOCK_TICKS_PER_SECOND = 100;
 const CPU_LOOKS = 3;
 const CPU_LOOK_GAP_MS = 1_000;
 const MONITOR_SOCKET = 'qemu-monitor.sock';
+/** Logged when a hung L1 turns out to take no interrupts at all (docs/benchmarks.md: the freezes). */
+const L1_FROZE_LINE = 'lab: L1 froze';
+export const L1_FROZE = new RegExp(`^${L1_FROZE_LINE}:`);
 /** L1 prints its stacks slowly (a software CPU, a serial line). */
 const STACK_DUMP_WAIT_MS = 15_000;
 
@@ -163,10 +174,18 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
       if (state.outcome !== 'exited') return;
       state.outcome = outcome;
       void (async () => {
+        const askedAt = lastOutputAt;
         qemu.stdin.write(DUMP_REQUEST);
         log(`lab: asked L1 for its stacks; waiting ${STACK_DUMP_WAIT_MS / 1000} s for them`);
         await sleep(STACK_DUMP_WAIT_MS);
-        if (running()) await logCpuState(monitorSocket, image.symbols, log);
+        if (!running()) return;
+        const looks = await logCpuState(monitorSocket, image.symbols, log);
+        // Alive, L1 would at least have echoed the request: with every CPU halted, no interrupt reaches it.
+        const silent = lastOutputAt === askedAt;
+        if (silent && looks.length === CPU_LOOKS && looks.every((cpus) => cpus.every((cpu) => cpu.halted))) {
+          log(`${L1_FROZE_LINE}: every CPU halted in every look, and it did not take its console's interrupt`);
+        }
+        if (silent) await logApicState(monitorSocket, looks[0]?.length ?? 0, log);
       })().finally(kill);
     };
     const timer = setTimeout(() => stopHung('timeout'), options.timeoutMs ?? DEFAULT_LAB_TIMEOUT_MS);
@@ -290,21 +309,41 @@ function keepSymbols(written: string, kept: string): void {
 }
 
 /** Logs where L1's CPUs are, a few times; a monitor that does not answer is said, not thrown. */
-async function logCpuState(monitorSocket: string, symbolFile: string, log: (line: string) => void): Promise<void> {
+async function logCpuState(
+  monitorSocket: string,
+  symbolFile: string,
+  log: (line: string) => void,
+): Promise<CpuRegisters[][]> {
   let symbols: KernelSymbols | null = null;
   try {
     symbols = readSymbols(symbolFile);
   } catch {
     // None recorded yet: addresses stay unnamed.
   }
+  const looks: CpuRegisters[][] = [];
   for (let look = 1; look <= CPU_LOOKS; look++) {
     try {
       const cpus = parseRegisters(await monitorCommand(monitorSocket, 'info registers -a'));
       for (const line of describeCpus(cpus, symbols)) log(`lab: L1 look ${look}/${CPU_LOOKS}: ${line}`);
+      looks.push(cpus);
     } catch (error) {
       log(`lab: cannot read L1's CPUs: ${(error as Error).message}`);
-      return;
+      break;
     }
     if (look < CPU_LOOKS) await sleep(CPU_LOOK_GAP_MS);
+  }
+  return looks;
+}
+
+/** Logs each CPU's local APIC (timer, vectors pending and in service): why interrupts do not reach a silent L1. */
+async function logApicState(monitorSocket: string, cpuCount: number, log: (line: string) => void): Promise<void> {
+  for (let cpu = 0; cpu < cpuCount; cpu++) {
+    try {
+      // microvm numbers APIC IDs like CPUs.
+      log(`lab: L1 CPU ${cpu} APIC: ${summarizeApic(await monitorCommand(monitorSocket, `info lapic ${cpu}`))}`);
+    } catch (error) {
+      log(`lab: cannot read L1's APIC ${cpu}: ${(error as Error).message}`);
+      return;
+    }
   }
 }

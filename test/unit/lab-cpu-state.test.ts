@@ -5,10 +5,17 @@ import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describeCpus, monitorCommand, parseRegisters, readSymbols, symbolize } from '../lab/l1-cpu-state.js';
+import {
+  describeCpus,
+  monitorCommand,
+  parseRegisters,
+  readSymbols,
+  summarizeApic,
+  symbolize,
+} from '../lab/l1-cpu-state.js';
 import { QEMU } from '../lab/lab.js';
 
-test("QEMU's monitor reports each CPU of a machine held at reset", async (t) => {
+test("QEMU's monitor reports each CPU, and its local APIC, of a machine held at reset", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'belljar-monitor-'));
   const socket = join(dir, 'monitor.sock');
   // -S: the CPUs never start, so they sit at the reset vector; CPU 1 waits for its start-up IPI.
@@ -37,6 +44,13 @@ test("QEMU's monitor reports each CPU of a machine held at reset", async (t) => 
     'CPU 0 at 000000000000fff0 (no symbols), CPL 0',
     'CPU 1 at 000000000000fff0 (no symbols), CPL 0, halted',
   ]);
+  // A CPU's local APIC at reset: timer masked and idle, nothing pending or in service.
+  assert.equal(
+    summarizeApic(await monitorCommand(socket, 'info lapic 1')),
+    'LVTT 0x00010000 active-hi edge masked one-shot Fixed (vec 0); ' +
+      'Timer DCR=0x0 (divide by 2) initial_count = 0 current_count = 0; ISR (none); IRR (none); ' +
+      'APR 0x00 TPR 0x00 DFR 0x0f LDR 0x00 PPR 0x00',
+  );
 });
 
 test('a monitor that is not there is an error, not a hang', async () => {
