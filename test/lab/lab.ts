@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cacheRoot } from '../../guest-images/cache.js';
 import { CONTROL_FILES, DUMP_REQUEST, QEMU_EXIT_L1_PANICKED, l1Image, l1QemuArgs } from './l1-machine.js';
+import { L1_PANICKED_LINE } from '../support/lab-faults.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   describeCpus,
@@ -283,7 +284,7 @@ export async function runInLab(options: LabRunOptions): Promise<LabRunResult> {
     // QEMU's own errors (it did not start) share that exit status; they come with a message (not a warning).
     const qemuError = new RegExp(`^${QEMU}: (?!warning:)`, 'm').test(stderr);
     if (!existsSync(exitFile) && qemu.exitCode === QEMU_EXIT_L1_PANICKED && !qemuError) {
-      log("lab: L1's kernel panicked (QEMU ended it)");
+      log(L1_PANICKED_LINE);
       return { exitCode: LAB_EXIT.labFailure, panicked: true, bootSeconds, totalSeconds };
     }
     if (!existsSync(exitFile)) {

@@ -8,6 +8,12 @@
 /** The lab's own (L1) kernel panicked. */
 export const L1_PANIC = /Kernel panic - not syncing/;
 /**
+ * What the lab logs when QEMU ended a panicked L1 (test/lab/lab.ts). L1's
+ * own panic message may be missing: its kernel tells pvpanic before it
+ * flushes its last lines to the console (seen in a CI run).
+ */
+export const L1_PANICKED_LINE = "lab: L1's kernel panicked (QEMU ended it)";
+/**
  * The lab's kernel reported a crash of its own (seen: "BUG: TASK stack guard
  * page was hit" in L1's `node`, a recursion on a bad GS base) and may take
  * minutes to panic, or hang instead. Matches a line of L1's console (it
@@ -56,7 +62,8 @@ export function labFault(run: RunEvidence): string | null {
   /** The guest's kernel said it, on its own console or through the lab's. */
   const guestKernelSaid = (pattern: RegExp) =>
     pattern.test(run.guestConsole ?? '') || pattern.test(run.labOutput ?? '');
-  if (L1_PANIC.test(run.labOutput ?? '')) return "the lab's L1 kernel panicked";
+  const labOutput = run.labOutput ?? '';
+  if (L1_PANIC.test(labOutput) || labOutput.includes(L1_PANICKED_LINE)) return "the lab's L1 kernel panicked";
   if (GUEST_RESET.test(run.sandboxError ?? '')) return `the sandbox failed: ${run.sandboxError}`;
   if (guestKernelSaid(GUEST_LOCKUP)) {
     return "the guest's kernel reported a CPU stuck (soft lockup)";
