@@ -20,8 +20,8 @@ import { PNG } from 'pngjs';
 import { findGuestImage } from '../../electron/sessions/guest-image.js';
 import { clampDisplaySize } from '../../vmm/devices/virtio/gpu/gpu.js';
 import { detectHostKvm } from '../lab/host-kvm.js';
-import { L1_FROZE, runInLab } from '../lab/lab.js';
-import { L1_CRASH, labFault } from '../support/lab-faults.js';
+import { runInLab } from '../lab/lab.js';
+import { L1_CRASH, L1_FROZE, labFault } from '../support/lab-faults.js';
 import { LAB_SIDE_READY, type SandboxReport } from './lab-side-contract.js';
 
 const FIXTURE = new URL('../../../test/fixtures/guest/interactive-page.html', import.meta.url).pathname;
@@ -262,19 +262,22 @@ test(
           (unanswered: unknown) => ({ unanswered }),
         );
         let fault: string | null;
-        const l1Crash = L1_CRASH.exec(labSide.output());
-        if ('unanswered' in answer && !labSide.ended() && l1Crash) {
-          // L1's kernel said why it stopped answering; no need to look further.
+        if ('unanswered' in answer && !labSide.ended()) {
+          // Alive but not answering: L1's kernel may have said why; otherwise, in the lab, L1 has
+          // hung (its stacks and CPUs go in the output).
           closed = true;
-          labSide.stop();
-          await labSide.done;
-          fault = `the lab's L1 kernel crashed (${l1Crash[0].trim()})`;
-        } else if ('unanswered' in answer && !labSide.ended()) {
-          // Alive but not answering: in the lab, L1 has hung (its stacks and CPUs go in the output).
-          closed = true;
-          const stopped = await labSide.stopHung();
-          fault =
-            stopped === null ? null : `${LAB_UNRESPONSIVE} (${stopped.froze ?? `the test saw: ${firstLine(message)}`})`;
+          const l1Crash = L1_CRASH.exec(labSide.output());
+          if (l1Crash) {
+            labSide.stop();
+            await labSide.done;
+            fault = `the lab's L1 kernel crashed (${l1Crash[0].trim()})`;
+          } else {
+            const stopped = await labSide.stopHung();
+            fault =
+              stopped === null
+                ? null
+                : `${LAB_UNRESPONSIVE} (${stopped.froze ?? `the test saw: ${firstLine(message)}`})`;
+          }
         } else {
           await closeLabSide();
           const sandbox = 'sandbox' in answer ? answer.sandbox : undefined;
@@ -286,17 +289,15 @@ test(
           });
         }
         // The whole attempt's output (L1's console, its stacks and CPU looks) stays with the results.
+        const output = labSide.output();
         mkdirSync(RESULTS, { recursive: true });
-        writeFileSync(`${RESULTS}/e2e-attempt-${attempt}.log`, labSide.output());
-        const looks = labSide
-          .output()
-          .split('\n')
-          .filter((line) => L1_LOOK.test(line));
+        writeFileSync(`${RESULTS}/e2e-attempt-${attempt}.log`, output);
+        const looks = output.split('\n').filter((line) => L1_LOOK.test(line));
         if (looks.length > 0) t.diagnostic(`attempt ${attempt}: where L1's CPUs were:\n${looks.join('\n')}`);
         const outOfTime = performance.now() - started > ATTEMPTS_BUDGET_MS;
         if (attempt >= MAX_ATTEMPTS || outOfTime || fault === null) {
           if (fault !== null) t.diagnostic(`attempt ${attempt}: ${fault}; no attempts left`);
-          t.diagnostic(`the lab side's last output:\n${labSide.output().slice(-6000)}`);
+          t.diagnostic(`the lab side's last output:\n${output.slice(-6000)}`);
           throw error;
         }
         t.diagnostic(`attempt ${attempt}: ${fault}; trying again`);

@@ -14,10 +14,11 @@ import { debianKernel, type DebianKernel } from '../../guest-images/debian-kerne
 import { hostTscKhz } from '../../guest-images/qemu.js';
 
 /**
- * L1 needs KVM for AMD, 9p over virtio-mmio to see the host, and virtio-net
- * for the ports a test forwards from the host (QEMU user networking).
+ * L1 needs KVM for AMD, 9p over virtio-mmio to see the host, virtio-net for
+ * the ports a test forwards from the host (QEMU user networking), and
+ * pvpanic-mmio, which also drives QEMU's ISA pvpanic (ACPI QEMU0001, an I/O
+ * port): how L1 tells QEMU it panicked.
  */
-/** pvpanic-mmio drives QEMU's ISA pvpanic too (ACPI QEMU0001, an I/O port): how L1 tells QEMU it panicked. */
 export const L1_MODULES = ['kvm-amd', 'virtio_mmio', '9pnet_virtio', '9p', 'virtio_net', 'pvpanic-mmio'] as const;
 
 /**

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cacheRoot } from '../../guest-images/cache.js';
 import { CONTROL_FILES, DUMP_REQUEST, QEMU_EXIT_L1_PANICKED, l1Image, l1QemuArgs } from './l1-machine.js';
-import { L1_PANICKED_LINE } from '../support/lab-faults.js';
+import { L1_FROZE_LINE, L1_PANICKED_LINE } from '../support/lab-faults.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   describeCpus,
@@ -71,7 +71,7 @@ export interface LabRunResult {
   readonly silent?: boolean;
   /** The caller said the command hung (see `hung`) and L1 was stopped. */
   readonly unresponsive?: boolean;
-  /** L1's kernel panicked: pvpanic had QEMU end it at once (the message is in the output). */
+  /** L1's kernel panicked: pvpanic had QEMU end it at once (its panic message may not have been printed yet). */
   readonly panicked?: boolean;
   /** Seconds from QEMU start until the command started (wall clock). */
   readonly bootSeconds: number | null;
@@ -86,9 +86,6 @@ const CLOCK_TICKS_PER_SECOND = 100;
 const CPU_LOOKS = 3;
 const CPU_LOOK_GAP_MS = 1_000;
 const MONITOR_SOCKET = 'qemu-monitor.sock';
-/** Logged when a hung L1 turns out to take no interrupts at all (docs/benchmarks.md: the freezes). */
-const L1_FROZE_LINE = 'lab: L1 froze';
-export const L1_FROZE = new RegExp(`^${L1_FROZE_LINE}:`);
 /** L1 prints its stacks slowly (a software CPU, a serial line). */
 const STACK_DUMP_WAIT_MS = 15_000;
 

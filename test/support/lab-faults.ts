@@ -13,6 +13,9 @@ export const L1_PANIC = /Kernel panic - not syncing/;
  * flushes its last lines to the console (seen in a CI run).
  */
 export const L1_PANICKED_LINE = "lab: L1's kernel panicked (QEMU ended it)";
+/** What the lab logs when a hung L1 turns out to take no interrupts at all (test/lab/lab.ts; docs/benchmarks.md). */
+export const L1_FROZE_LINE = 'lab: L1 froze';
+export const L1_FROZE = new RegExp(`^${L1_FROZE_LINE}:`);
 /**
  * The lab's kernel reported a crash of its own (seen: "BUG: TASK stack guard
  * page was hit" in L1's `node`, a recursion on a bad GS base) and may take
